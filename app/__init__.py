@@ -1,0 +1,133 @@
+"""The application factory. create_app() wires extensions, blueprints, CLI and error
+handlers; it has no side effects: no migrations, no seeding, no network."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, g, request
+from flask_login import current_user
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import PROJECT_ROOT, Config
+
+
+def create_app(config: Config | None = None) -> Flask:
+    from app import audit, observability, security, web
+    from app.extensions import compress, csrf, db, htmx, limiter, login_manager, migrate
+
+    if config is None:
+        config = Config.from_env()
+    app = web.LisFlask(
+        __name__,
+        static_folder=str(PROJECT_ROOT / "static"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        instance_path=str(Path(config.LIS_INSTANCE_PATH).resolve()),
+        instance_relative_config=False,
+    )
+    app.config.from_object(config)
+    if app.config["LIS_PROXY_COUNT"]:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=app.config["LIS_PROXY_COUNT"], x_proto=app.config["LIS_PROXY_COUNT"]
+        )
+
+    observability.configure_logging(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    htmx.init_app(app)
+    compress.init_app(app)
+
+    _configure_login(app)
+    observability.init_request_tracking(app)
+    web.init_web(app)
+
+    @app.before_request
+    def _tenant_and_audit_context() -> None:
+        """Scope the DB session to the user's organization and say who is acting."""
+        if request.endpoint in {"static", "ops.healthz", "ops.metrics"}:
+            return
+        if current_user.is_authenticated:
+            security.use_tenant(db.session, current_user.org_id)
+            audit.set_context(audit.AuditContext(
+                actor_label=f"user:{current_user.username}", actor_user_id=current_user.id,
+                org_id=current_user.org_id, ip=request.remote_addr, request_id=g.get("request_id"),
+            ))
+        else:
+            audit.set_context(audit.AuditContext(
+                actor_label="anonymous", ip=request.remote_addr, request_id=g.get("request_id"),
+            ))
+
+    _register_blueprints(app)
+    _register_template_helpers(app)
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _configure_login(app: Flask) -> None:
+    from sqlalchemy import select
+
+    from app.extensions import db, login_manager
+    from app.models import User
+
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "strong"
+
+    @login_manager.user_loader
+    def load_user(session_id: str) -> User | None:
+        try:
+            user_id, version = (int(part) for part in session_id.split(":", 1))
+        except ValueError:
+            return None
+        user = db.session.execute(
+            select(User).where(User.id == user_id).execution_options(all_tenants=True)
+        ).scalar_one_or_none()
+        # A password change or deactivation bumps session_version: older sessions end here.
+        if user is None or not user.active or user.session_version != version:
+            return None
+        return user
+
+    @login_manager.unauthorized_handler
+    def unauthorized():  # type: ignore[no-untyped-def]
+        from flask import flash, redirect, url_for
+        from flask import Response
+
+        if getattr(request, "htmx", False):
+            # A fragment request after the session ended: send the whole page to login.
+            resp = Response(status=401)
+            resp.headers["HX-Redirect"] = url_for("auth.login")
+            return resp
+        flash(login_manager.login_message, "info")
+        return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+
+
+def _register_blueprints(app: Flask) -> None:
+    from app.api import bp as api_bp
+    from app.observability import ops
+    from app.portals.admin import bp as admin_bp
+    from app.portals.auth import bp as auth_bp
+    from app.portals.billing import bp as billing_bp
+    from app.portals.home import bp as home_bp
+    from app.portals.pathologist import bp as pathologist_bp
+    from app.portals.reception import bp as reception_bp
+    from app.portals.technician import bp as technician_bp
+
+    for bp in (ops, home_bp, auth_bp, admin_bp, reception_bp, technician_bp, pathologist_bp, billing_bp, api_bp):
+        app.register_blueprint(bp)
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from app import navigation
+    from app.formatting import format_local_datetime, format_paise
+    from app.models.base import utcnow
+
+    app.jinja_env.filters["local_dt"] = format_local_datetime
+    app.jinja_env.filters["rupees"] = format_paise
+    app.jinja_env.globals["now_utc"] = utcnow
+    app.context_processor(navigation.nav_context)

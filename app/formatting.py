@@ -1,0 +1,33 @@
+"""Display formatting: Indian time and rupees."""
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+IST = ZoneInfo("Asia/Kolkata")
+
+
+def format_local_datetime(value: datetime | None, fmt: str = "%d %b %Y, %H:%M") -> str:
+    """Stored in UTC, shown in Asia/Kolkata."""
+    if value is None:
+        return ""
+    return value.astimezone(IST).strftime(fmt)
+
+
+def format_paise(paise: int | None) -> str:
+    """₹1,23,456.78 — Indian digit grouping (lakh, crore)."""
+    if paise is None:
+        return ""
+    sign = "-" if paise < 0 else ""
+    rupees, fraction = divmod(abs(int(paise)), 100)
+    digits = str(rupees)
+    if len(digits) > 3:
+        head, tail = digits[:-3], digits[-3:]
+        groups = []
+        while len(head) > 2:
+            groups.insert(0, head[-2:])
+            head = head[:-2]
+        if head:
+            groups.insert(0, head)
+        digits = ",".join(groups) + "," + tail
+    return f"{sign}₹{digits}.{fraction:02d}"

@@ -1,0 +1,47 @@
+"""Organization (a lab company, the tenant) and its branches."""
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import Base, TenantScoped, Timestamped
+
+
+class Organization(Timestamped, Base):
+    __tablename__ = "organization"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    legal_name: Mapped[str] = mapped_column(String(200))
+    display_name: Mapped[str] = mapped_column(String(200))
+    gstin: Mapped[str | None] = mapped_column(String(15))
+    pan: Mapped[str | None] = mapped_column(String(10))
+    address_line1: Mapped[str] = mapped_column(String(200), default="")
+    address_line2: Mapped[str] = mapped_column(String(200), default="")
+    city: Mapped[str] = mapped_column(String(100), default="")
+    state_code: Mapped[str] = mapped_column(String(2))  # GST state code, e.g. "29" Karnataka
+    pin_code: Mapped[str] = mapped_column(String(6), default="")
+    phone: Mapped[str] = mapped_column(String(20), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    nabl_certificate: Mapped[str | None] = mapped_column(String(40))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    branches: Mapped[list["Branch"]] = relationship(back_populates="organization", order_by="Branch.code")
+
+
+class Branch(TenantScoped, Timestamped, Base):
+    """A main lab or collection centre; each has its own document-number series."""
+
+    __tablename__ = "branch"
+    __table_args__ = (UniqueConstraint("org_id", "code"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    code: Mapped[str] = mapped_column(String(8))  # used in document numbers: A-Z 0-9 only
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(400), default="")
+    state_code: Mapped[str] = mapped_column(String(2))
+    phone: Mapped[str] = mapped_column(String(20), default="")
+    is_main_lab: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    organization: Mapped[Organization] = relationship(back_populates="branches")

@@ -1,0 +1,27 @@
+"""Role-aware navigation, built from the same role table that guards the portals."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask_login import current_user
+
+from app.models import Role
+
+MENUS: dict[Role, list[tuple[str, str]]] = {
+    Role.ADMIN: [
+        ("admin.dashboard", "Dashboard"), ("admin.users", "Users"), ("admin.branches", "Branches"),
+        ("admin.catalogue", "Catalogue"), ("admin.api_tokens", "API tokens"), ("admin.audit", "Audit trail"),
+    ],
+    Role.RECEPTION: [("reception.dashboard", "Desk")],
+    Role.TECHNICIAN: [("technician.dashboard", "Lab floor")],
+    Role.PATHOLOGIST: [("pathologist.dashboard", "Verification")],
+    Role.BILLING: [("billing.dashboard", "Billing")],
+}
+
+HOME_ENDPOINT = {role: items[0][0] for role, items in MENUS.items()}
+
+
+def nav_context() -> dict[str, Any]:
+    if not current_user.is_authenticated:
+        return {"nav": []}
+    return {"nav": MENUS.get(Role(current_user.role), [])}

@@ -1,0 +1,179 @@
+"""Request ids, structured logs without personal data, health checks and Prometheus metrics."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import text
+
+from app.extensions import db, redis_client
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+REQUESTS = Counter(
+    "lis_http_requests_total", "HTTP requests", ["endpoint", "method", "status"]
+)
+LATENCY = Histogram(
+    "lis_http_request_duration_seconds", "HTTP request latency", ["endpoint", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line. Messages carry ids and codes, never names or phone numbers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("request_id", "endpoint", "method", "status", "duration_ms", "user_id", "org_id"):
+            value = getattr(record, key, None)
+            if value is not None:
+                payload[key] = value
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            try:
+                record.request_id = g.get("request_id")
+            except RuntimeError:  # outside a request
+                record.request_id = None
+        return True
+
+
+def configure_logging(app: Flask) -> None:
+    root = logging.getLogger()
+    if any(getattr(h, "_lis", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._lis = True  # type: ignore[attr-defined]
+    handler.addFilter(RequestIdFilter())
+    if app.config.get("LIS_LOG_JSON", True):
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(app.config.get("LIS_LOG_LEVEL", "INFO"))
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl call
+
+
+access_log = logging.getLogger("lis.access")
+
+
+def init_request_tracking(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        endpoint = request.endpoint or "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        if endpoint not in {"ops.metrics", "static"}:
+            REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+            LATENCY.labels(endpoint, request.method).observe(elapsed)
+        # The path is not logged: it can carry a search term (a mobile number, a name).
+        access_log.info(
+            "request",
+            extra={
+                "endpoint": endpoint,
+                "method": request.method,
+                "status": response.status_code,
+                "duration_ms": round(elapsed * 1000, 1),
+            },
+        )
+        return response
+
+
+class QueueDepthCollector:
+    """RQ queue depths, read from Redis at scrape time."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        gauge = GaugeMetricFamily("lis_rq_queue_depth", "Jobs waiting in each RQ queue", labels=["queue"])
+        with self.app.app_context():
+            try:
+                from rq import Queue
+
+                conn = redis_client()
+                for name in self.app.config["LIS_QUEUES"]:
+                    gauge.add_metric([name], Queue(name, connection=conn).count)
+            except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is down
+                logging.getLogger(__name__).warning("queue depth unavailable")
+        yield gauge
+
+
+ops = Blueprint("ops", __name__)
+
+
+@ops.get("/healthz")
+def healthz() -> tuple[dict[str, str], int]:
+    """The process is up. Says nothing about its dependencies (that is /readyz)."""
+    return {"status": "ok"}, 200
+
+
+@ops.get("/readyz")
+def readyz() -> tuple[dict[str, Any], int]:
+    """Ready to serve: PostgreSQL and Redis both answer. 503 otherwise."""
+    checks: dict[str, str] = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["postgres"] = "ok"
+    except Exception:  # noqa: BLE001
+        db.session.rollback()
+        checks["postgres"] = "unreachable"
+    try:
+        redis_client().ping()
+        checks["redis"] = "ok"
+    except Exception:  # noqa: BLE001
+        checks["redis"] = "unreachable"
+    ok = all(v == "ok" for v in checks.values())
+    return {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503
+
+
+@ops.get("/metrics")
+def metrics() -> Response:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # gunicorn: every worker writes its samples to files; aggregate them here
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
+    output = generate_latest(registry) + generate_latest(_queue_registry(current_app))
+    return Response(output, mimetype=CONTENT_TYPE_LATEST)
+
+
+def _queue_registry(app: Flask) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(QueueDepthCollector(app))
+    return registry

@@ -1,0 +1,34 @@
+"""Portals: one blueprint package per role. Views parse and authorize, call a service,
+and render; they never build SQL beyond loading by key."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, redirect, render_template, request
+from flask_wtf import FlaskForm
+
+from app.services import ServiceError
+
+
+def see_other(url: str) -> Response:
+    """After a successful POST: 303 for a plain form, HX-Location for htmx (no full reload)."""
+    if getattr(request, "htmx", False):
+        response = Response(status=204)
+        response.headers["HX-Location"] = url
+        return response
+    return redirect(url, code=303)
+
+
+def form_page(page: str, fragment: str, form: FlaskForm, status: int = 200, **context: Any) -> tuple[str, int]:
+    """The whole page for a plain request, only the form fragment for htmx (same template)."""
+    template = fragment if getattr(request, "htmx", False) else page
+    return render_template(template, form=form, **context), status
+
+
+def attach_service_error(form: FlaskForm, err: ServiceError) -> None:
+    """Show a service's rule violation on its field, or at the top of the form."""
+    field = getattr(form, err.field, None) if err.field else None
+    if field is not None:
+        field.errors = list(field.errors) + [err.message]
+    else:
+        form.form_errors.append(err.message)

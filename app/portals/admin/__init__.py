@@ -1,0 +1,9 @@
+from flask import Blueprint
+
+from app.models import Role
+from app.security import role_guard
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+bp.before_request(role_guard([Role.ADMIN]))
+
+from app.portals.admin import audit_log, branches, catalogue, dashboard, tokens, users  # noqa: E402,F401

@@ -1,0 +1,10 @@
+"""The billing portal. Every route here is reachable by the billing role only."""
+from flask import Blueprint
+
+from app.models import Role
+from app.security import role_guard
+
+bp = Blueprint("billing", __name__, url_prefix="/billing")
+bp.before_request(role_guard([Role.BILLING]))
+
+from app.portals.billing import routes  # noqa: E402,F401

@@ -1,0 +1,152 @@
+"""Roles, permissions and tenant scoping: enforced here, in one place, not in each view.
+
+Tenant scoping works at the ORM level. Every SELECT, UPDATE or DELETE that touches a
+TenantScoped model is filtered to the organization set on the session (`use_tenant`); a
+query on such a model from a session with no organization raises TenantNotSet unless the
+statement says `.execution_options(all_tenants=True)` (used by login and by system jobs
+that must see every tenant). New TenantScoped rows get the session's org_id, and writing a
+row of another organization raises. So a guessed id in a URL finds nothing and answers 404.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import abort, request
+from flask_login import current_user
+from sqlalchemy import event, select
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+
+from app.extensions import db, login_manager
+from app.models import Role, TenantScoped
+
+M = TypeVar("M")
+
+ALL_TENANTS = "all_tenants"
+
+
+class TenantNotSet(RuntimeError):
+    """A tenant table was queried without an organization on the session."""
+
+
+class CrossTenantWrite(RuntimeError):
+    """A row of one organization was written from another organization's session."""
+
+
+def use_tenant(session: Session | Any, org_id: int | None) -> None:
+    """Scope a session (or Flask-SQLAlchemy's scoped session) to one organization."""
+    session.info["org_id"] = org_id
+
+
+def current_tenant(session: Session | Any | None = None) -> int | None:
+    return (session or db.session).info.get("org_id")
+
+
+def _touches_tenant_tables(state: ORMExecuteState) -> bool:
+    return any(issubclass(m.class_, TenantScoped) for m in state.all_mappers)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_to_tenant(state: ORMExecuteState) -> None:
+    if state.is_column_load or state.is_relationship_load:
+        return  # the parent row was already scoped
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.execution_options.get(ALL_TENANTS):
+        return
+    if not _touches_tenant_tables(state):
+        return
+    org_id = state.session.info.get("org_id")
+    if org_id is None:
+        raise TenantNotSet(
+            "query on a tenant table without an organization; call use_tenant() or pass all_tenants=True"
+        )
+    state.statement = state.statement.options(
+        with_loader_criteria(TenantScoped, lambda cls: cls.org_id == org_id, include_aliases=True)
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_tenant(session: Session, _ctx: Any, _instances: Any) -> None:
+    org_id = session.info.get("org_id")
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, TenantScoped):
+            continue
+        if obj.org_id is None:
+            if org_id is None:
+                raise TenantNotSet(f"new {type(obj).__name__} has no org_id and the session has no tenant")
+            obj.org_id = org_id
+        elif org_id is not None and obj.org_id != org_id:
+            raise CrossTenantWrite(f"{type(obj).__name__} of org {obj.org_id} written from org {org_id}")
+
+
+def get_or_404(model: type[M], **filters: Any) -> M:
+    """Load one row by its natural key or id, within the current organization, or 404."""
+    stmt = select(model).filter_by(**filters)
+    obj = db.session.execute(stmt).scalar_one_or_none()
+    if obj is None:
+        abort(404)
+    return obj
+
+
+def branch_scope(stmt: Any, model: Any) -> Any:
+    """Narrow a statement to the user's branch for branch-bound staff.
+
+    Admins and staff without a branch see the whole organization; a reception user posted
+    at a collection centre sees that centre's rows.
+    """
+    if current_user.is_authenticated and current_user.role != Role.ADMIN and current_user.branch_id:
+        return stmt.where(model.branch_id == current_user.branch_id)
+    return stmt
+
+
+# --- Roles -----------------------------------------------------------------------------
+
+# What each role may open. Navigation is built from the same table, so a menu never
+# shows a link that would answer 403.
+PORTAL_ROLES: dict[str, frozenset[Role]] = {
+    "admin": frozenset({Role.ADMIN}),
+    "reception": frozenset({Role.RECEPTION}),
+    "technician": frozenset({Role.TECHNICIAN}),
+    "pathologist": frozenset({Role.PATHOLOGIST}),
+    "billing": frozenset({Role.BILLING}),
+}
+
+
+def has_role(*roles: Role | str) -> bool:
+    return current_user.is_authenticated and current_user.role in {str(r) for r in roles}
+
+
+def requires_role(*roles: Role | str) -> Callable:
+    """View decorator: login required, and the user's role must be one of `roles`."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            guard = role_guard(roles)()
+            return guard if guard is not None else view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def role_guard(roles: Iterable[Role | str]) -> Callable[[], Any]:
+    """A before_request hook for a whole blueprint (a portal): nothing in it is reachable
+    by another role, whether or not a view remembered its decorator."""
+    allowed = {str(r) for r in roles}
+
+    def guard() -> Any:
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if current_user.role not in allowed:
+            abort(403)
+        return None
+
+    return guard
+
+
+def client_ip() -> str | None:
+    """The client's address as seen after ProxyFix (configured by LIS_PROXY_COUNT)."""
+    return request.remote_addr if request else None

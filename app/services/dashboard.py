@@ -1,0 +1,47 @@
+"""What each role's dashboard shows. One query each, kept small: dashboards are the
+most-loaded pages of the day and are benchmarked (bench/dashboards.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import AuditEvent, Branch, Department, LabTest, User
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int] = field(default_factory=dict)
+    recent: list[AuditEvent] = field(default_factory=list)
+    departments: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _recent_activity(user: User, *, mine: bool, limit: int = 8) -> list[AuditEvent]:
+    stmt = select(AuditEvent).where(AuditEvent.org_id == user.org_id)
+    if mine:
+        stmt = stmt.where(AuditEvent.actor_user_id == user.id)
+    return list(db.session.execute(stmt.order_by(AuditEvent.id.desc()).limit(limit)).scalars())
+
+
+def admin_summary(user: User) -> Summary:
+    row = db.session.execute(
+        select(
+            select(func.count()).select_from(User).where(User.active.is_(True)).scalar_subquery(),
+            select(func.count()).select_from(Branch).where(Branch.active.is_(True)).scalar_subquery(),
+            select(func.count()).select_from(LabTest).where(LabTest.active.is_(True)).scalar_subquery(),
+        )
+    ).one()
+    return Summary(counts={"Active users": row[0], "Branches": row[1], "Tests in catalogue": row[2]},
+                   recent=_recent_activity(user, mine=False))
+
+
+def staff_summary(user: User) -> Summary:
+    departments = db.session.execute(
+        select(Department.name, func.count(LabTest.id))
+        .join(LabTest, LabTest.department_id == Department.id)
+        .where(LabTest.active.is_(True))
+        .group_by(Department.name).order_by(Department.name)
+    ).all()
+    return Summary(departments=[(name, count) for name, count in departments],
+                   recent=_recent_activity(user, mine=True))

@@ -1,0 +1,101 @@
+"""The web shell: fingerprinted static files, security headers, error pages, htmx helpers."""
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, current_app, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from app.api.problems import is_api_request, problem_response
+
+ONE_YEAR = 365 * 24 * 3600
+
+
+@lru_cache(maxsize=512)
+def _file_digest(path: str, mtime: float) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def static_digest(app: Flask, filename: str) -> str | None:
+    path = Path(app.static_folder or "") / filename
+    try:
+        return _file_digest(str(path), path.stat().st_mtime)
+    except OSError:
+        return None
+
+
+class LisFlask(Flask):
+    def get_send_file_max_age(self, filename: str | None) -> int | None:
+        # A URL carrying the content digest never changes meaning: cache it for a year.
+        if request.args.get("v"):
+            return ONE_YEAR
+        return 300
+
+
+def init_web(app: Flask) -> None:
+    @app.url_defaults
+    def _fingerprint_static(endpoint: str, values: dict[str, Any]) -> None:
+        if endpoint == "static" and "filename" in values and "v" not in values:
+            digest = static_digest(app, values["filename"])
+            if digest:
+                values["v"] = digest
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        h = response.headers
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Referrer-Policy", "same-origin")
+        h.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        )
+        if request.endpoint == "static" and request.args.get("v"):
+            h["Cache-Control"] = f"public, max-age={ONE_YEAR}, immutable"
+        elif response.mimetype == "text/html":
+            # Pages show patient and money data: never stored by the browser or a proxy.
+            h["Cache-Control"] = "no-store"
+        h.add("Vary", "HX-Request")
+        return response
+
+    def _error(code: int, title: str, detail: str) -> tuple[Any, int]:
+        if is_api_request():
+            return problem_response(code, title, detail)
+        template = "errors/fragment.html" if getattr(request, "htmx", False) else "errors/page.html"
+        return render_template(template, code=code, title=title, detail=detail), code
+
+    @app.errorhandler(CSRFError)
+    def _csrf(err: CSRFError) -> tuple[Any, int]:
+        return _error(400, "Form expired", "The form was not accepted (security token missing or expired). "
+                      "Reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def _http(err: HTTPException) -> Any:
+        if err.code is None or err.code < 400:
+            return err
+        messages = {
+            403: ("Not allowed", "Your role does not give access to this page."),
+            404: ("Not found", "There is nothing here. Check the address or go back to your dashboard."),
+            405: ("Method not allowed", "This address does not accept that kind of request."),
+            429: ("Too many attempts", "Too many requests in a short time. Wait a minute and try again."),
+        }
+        title, detail = messages.get(err.code, (err.name, err.description or ""))
+        response = _error(err.code, title, detail)
+        if err.code == 429 and err.get_response().headers.get("Retry-After"):
+            body, code = response
+            return body, code, {"Retry-After": err.get_response().headers["Retry-After"]}
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception) -> tuple[Any, int]:
+        current_app.logger.exception("unhandled error")
+        from app.extensions import db
+
+        db.session.rollback()
+        return _error(500, "Something went wrong", "The error was logged with its request id. "
+                      "Nothing you entered was saved; please try again.")

@@ -1,0 +1,140 @@
+"""Settings, read from the environment only.
+
+Every setting an operator can change is listed here with its default and documented in
+docs/OPERATIONS.md. Secrets (SECRET_KEY, provider keys) never have a default in production.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Operators give a plain postgresql:// URL; SQLAlchemy needs the psycopg 3 driver named."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix):]
+    raise ValueError("DATABASE_URL must be a postgresql:// URL (PostgreSQL is the only database)")
+
+
+def limiter_storage_url(redis_url: str) -> str:
+    """The `limits` library spells a unix-socket Redis as redis+unix://."""
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://"):]
+    return redis_url
+
+
+def _dev_secret_key(instance: Path) -> str:
+    """Outside production a random key is kept under instance/ so sessions survive restarts."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+class Config:
+    """Flask configuration. Build it with Config.from_env(); tests use TestConfig."""
+
+    TESTING = False
+    # Flask / sessions
+    SECRET_KEY: str = ""
+    SESSION_COOKIE_NAME = "lis_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = True
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+    REMEMBER_COOKIE_DURATION = timedelta(seconds=0)  # no "remember me" on shared desks
+    MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+    # Database
+    SQLALCHEMY_DATABASE_URI: str = ""
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    REDIS_URL: str = ""
+    # CSRF: tokens do not expire within a session (a desk screen stays open all day)
+    WTF_CSRF_TIME_LIMIT = None
+    WTF_CSRF_SSL_STRICT = True
+    # Rate limits (Flask-Limiter on Redis)
+    RATELIMIT_STORAGE_URI: str = ""
+    RATELIMIT_STRATEGY = "moving-window"
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_KEY_PREFIX = "lis-rl"
+    # Compression
+    COMPRESS_MIMETYPES = [
+        "text/html", "text/css", "application/javascript", "text/javascript",
+        "application/json", "application/problem+json", "image/svg+xml", "text/plain",
+    ]
+    COMPRESS_ALGORITHM = ["br", "gzip"]
+    COMPRESS_MIN_SIZE = 500
+    COMPRESS_BR_LEVEL = 5
+    # LIS settings (documented in docs/OPERATIONS.md)
+    LIS_ENV = "development"
+    LIS_LOGIN_RATE_LIMIT = "5 per minute"
+    LIS_LOCKOUT_THRESHOLD = 10
+    LIS_LOCKOUT_MINUTES = 15
+    LIS_MIN_PASSWORD_LENGTH = 10
+    LIS_LOG_LEVEL = "INFO"
+    LIS_LOG_JSON = True
+    LIS_PROXY_COUNT = 0
+    LIS_QUEUES = ("default", "ingest", "reports", "notify", "recon", "einvoice")
+    LIS_INSTANCE_PATH = str(DEFAULT_INSTANCE)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
+        env = os.environ if env is None else env
+        cfg = cls()
+        cfg.LIS_ENV = env.get("LIS_ENV", "development")
+        production = cfg.LIS_ENV == "production"
+        cfg.LIS_INSTANCE_PATH = env.get("LIS_INSTANCE_PATH", str(DEFAULT_INSTANCE))
+        secret = env.get("SECRET_KEY", "")
+        if not secret:
+            if production:
+                raise RuntimeError("SECRET_KEY must be set when LIS_ENV=production")
+            secret = _dev_secret_key(Path(cfg.LIS_INSTANCE_PATH))
+        cfg.SECRET_KEY = secret
+        database_url = env.get("DATABASE_URL", "")
+        redis_url = env.get("REDIS_URL", "")
+        if not database_url or not redis_url:
+            raise RuntimeError(
+                "DATABASE_URL and REDIS_URL must be set (wsgi.py starts embedded servers when they are not)"
+            )
+        cfg.SQLALCHEMY_DATABASE_URI = sqlalchemy_url(database_url)
+        cfg.REDIS_URL = redis_url
+        cfg.RATELIMIT_STORAGE_URI = limiter_storage_url(redis_url)
+        # Cookies are Secure in production (TLS terminates at nginx); plain http on a dev box.
+        cfg.SESSION_COOKIE_SECURE = _bool(env.get("LIS_SECURE_COOKIES"), production)
+        cfg.LIS_LOGIN_RATE_LIMIT = env.get("LIS_LOGIN_RATE_LIMIT", cls.LIS_LOGIN_RATE_LIMIT)
+        cfg.LIS_LOCKOUT_THRESHOLD = int(env.get("LIS_LOCKOUT_THRESHOLD", cls.LIS_LOCKOUT_THRESHOLD))
+        cfg.LIS_LOCKOUT_MINUTES = int(env.get("LIS_LOCKOUT_MINUTES", cls.LIS_LOCKOUT_MINUTES))
+        cfg.LIS_LOG_LEVEL = env.get("LIS_LOG_LEVEL", cls.LIS_LOG_LEVEL)
+        cfg.LIS_LOG_JSON = _bool(env.get("LIS_LOG_JSON"), True)
+        cfg.LIS_PROXY_COUNT = int(env.get("LIS_PROXY_COUNT", "1" if production else "0"))
+        pool = int(env.get("LIS_DB_POOL_SIZE", "5"))
+        cfg.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": pool, "max_overflow": pool}
+        return cfg
+
+
+class TestConfig(Config):
+    """Overrides for the test suite: real PostgreSQL and Redis, but no cookie Secure flag
+    (the test client speaks plain http) and a login limit high enough for many tests."""
+
+    TESTING = True
+    SESSION_COOKIE_SECURE = False
+    LIS_LOGIN_RATE_LIMIT = "1000 per minute"
+    LIS_LOG_JSON = False
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}

@@ -1,0 +1,18 @@
+// Small behaviours htmx does not cover. No inline scripts (the CSP forbids them).
+document.addEventListener("htmx:responseError", function (evt) {
+  // A 4xx/5xx that htmx does not swap: tell the user instead of failing silently.
+  var box = document.getElementById("flash");
+  if (!box) return;
+  var p = document.createElement("p");
+  p.className = "flash error";
+  p.setAttribute("role", "alert");
+  var status = evt.detail.xhr.status;
+  p.textContent = status === 403 ? "You are not allowed to do that." :
+    status === 429 ? "Too many attempts. Wait a minute and try again." :
+    "The request failed (" + status + "). Please try again.";
+  box.replaceChildren(p);
+});
+document.addEventListener("htmx:sendError", function () {
+  var box = document.getElementById("flash");
+  if (box) box.innerHTML = '<p class="flash error" role="alert">No connection to the server. Check the network and try again.</p>';
+});

@@ -1,0 +1,29 @@
+"""Running RQ workers and the cron scheduler inside the Flask app's context."""
+from __future__ import annotations
+
+from flask import Flask
+from rq import Queue, Worker
+from rq.cron import CronScheduler
+
+from app.extensions import redis_client
+
+
+def run_worker(app: Flask, *, burst: bool = False) -> None:
+    # The context is pushed once; RQ forks a child per job, which inherits it. Each job
+    # opens its own DB session and sets its tenant (workers never see a request).
+    with app.app_context():
+        conn = redis_client()
+        queues = [Queue(name, connection=conn) for name in app.config["LIS_QUEUES"]]
+        worker = Worker(queues, connection=conn)
+        worker.work(with_scheduler=True, burst=burst, logging_level=app.config["LIS_LOG_LEVEL"])
+
+
+def run_cron(app: Flask) -> None:
+    from workers.schedule import PERIODIC_JOBS
+
+    with app.app_context():
+        scheduler = CronScheduler(connection=redis_client(), logging_level=app.config["LIS_LOG_LEVEL"])
+        for job in PERIODIC_JOBS:
+            scheduler.register(job.func, queue_name=job.queue, interval=job.interval, cron=job.cron,
+                               job_timeout=job.timeout, name=job.name)
+        scheduler.start()

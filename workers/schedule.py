@@ -1,0 +1,23 @@
+"""Periodic jobs, declared as data. The cron scheduler (`flask lis cron`) enqueues them;
+the workers run them. Later issues add reconciliation, day-end closing, retries."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from workers import housekeeping
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str
+    func: Callable
+    queue: str = "default"
+    interval: int | None = None  # seconds
+    cron: str | None = None  # crontab syntax, UTC
+    timeout: int = 300
+
+
+PERIODIC_JOBS: list[PeriodicJob] = [
+    PeriodicJob("worker-heartbeat", housekeeping.heartbeat, interval=60, timeout=30),
+]
