@@ -55,6 +55,7 @@ def create_app(config: Config | None = None) -> Flask:
                 org_id=current_user.org_id, ip=request.remote_addr, request_id=g.get("request_id"),
             ))
         else:
+            security.use_tenant(db.session, None)  # fail closed: no tenant, no tenant rows
             audit.set_context(audit.AuditContext(
                 actor_label="anonymous", ip=request.remote_addr, request_id=g.get("request_id"),
             ))
