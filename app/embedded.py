@@ -62,7 +62,6 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.socket = _socket_dir(instance) / "redis.sock"
         self.pidfile = self.data_dir / "redis.pid"
-        self.started_here = False
 
     @property
     def url(self) -> str:
@@ -77,8 +76,13 @@ class EmbeddedRedis:
             return False
 
     def ensure_running(self) -> str:
-        if self.ping():
-            return self.url
+        """Start the server if none answers, and register this process as one of its users."""
+        if not self.ping():
+            self._start()
+        self._register_user()
+        return self.url
+
+    def _start(self) -> None:
         if self.socket.exists():
             self.socket.unlink()  # stale socket of a server that died
         subprocess.run(
@@ -101,12 +105,34 @@ class EmbeddedRedis:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"embedded Redis did not start; see {self.data_dir / 'redis.log'}")
             time.sleep(0.05)
-        self.started_here = True
-        atexit.register(self.stop)
-        return self.url
 
-    def stop(self) -> None:
-        if not self.started_here:
+    # Like pgserver, the server is shared by every process that uses it and stopped when the
+    # last of them exits: each user leaves a pid file in users/ and removes it at exit.
+    @property
+    def _users_dir(self) -> Path:
+        return self.data_dir / "users"
+
+    def _register_user(self) -> None:
+        self._users_dir.mkdir(exist_ok=True)
+        (self._users_dir / str(os.getpid())).touch()
+        atexit.register(self.release)
+
+    def _live_users(self) -> list[int]:
+        live = []
+        for entry in self._users_dir.glob("*"):
+            try:
+                pid = int(entry.name)
+                os.kill(pid, 0)
+                live.append(pid)
+            except (ValueError, ProcessLookupError):
+                entry.unlink(missing_ok=True)
+            except PermissionError:
+                live.append(int(entry.name))
+        return live
+
+    def release(self) -> None:
+        (self._users_dir / str(os.getpid())).unlink(missing_ok=True)
+        if self._live_users():
             return
         import redis
 
@@ -114,7 +140,6 @@ class EmbeddedRedis:
             redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5).shutdown(save=True)
         except (redis.RedisError, OSError):
             pass  # shutdown closes the connection under us; that is success
-        self.started_here = False
 
 
 _handles: list[object] = []

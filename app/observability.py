@@ -102,6 +102,7 @@ def init_request_tracking(app: Flask) -> None:
         access_log.info(
             "request",
             extra={
+                "request_id": g.get("request_id"),
                 "endpoint": endpoint,
                 "method": request.method,
                 "status": response.status_code,
