@@ -120,16 +120,26 @@ class QueueDepthCollector:
 
     def collect(self):  # type: ignore[no-untyped-def]
         gauge = GaugeMetricFamily("lis_rq_queue_depth", "Jobs waiting in each RQ queue", labels=["queue"])
+        heartbeat = GaugeMetricFamily(
+            "lis_worker_heartbeat_age_seconds",
+            "Seconds since the cron scheduler and a worker last ran the heartbeat job (alert when large)",
+        )
         with self.app.app_context():
             try:
                 from rq import Queue
 
+                from workers.housekeeping import HEARTBEAT_KEY
+
                 conn = redis_client()
                 for name in self.app.config["LIS_QUEUES"]:
                     gauge.add_metric([name], Queue(name, connection=conn).count)
+                last = conn.get(HEARTBEAT_KEY)
+                if last is not None:
+                    heartbeat.add_metric([], max(0.0, time.time() - float(last)))
             except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is down
                 logging.getLogger(__name__).warning("queue depth unavailable")
         yield gauge
+        yield heartbeat
 
 
 ops = Blueprint("ops", __name__)

@@ -62,6 +62,16 @@ def test_metrics_expose_requests_and_queue_depths(client):
     assert 'lis_rq_queue_depth{queue="ingest"}' in body
 
 
+def test_metrics_report_the_worker_heartbeat_age(client, app):
+    from workers.housekeeping import HEARTBEAT_KEY
+
+    with app.app_context():
+        redis_client().set(HEARTBEAT_KEY, time.time() - 90)
+    body = client.get("/metrics").get_data(as_text=True)
+    line = next(l for l in body.splitlines() if l.startswith("lis_worker_heartbeat_age_seconds "))
+    assert 89 <= float(line.split()[1]) < 120
+
+
 def test_responses_are_compressed_and_static_is_fingerprinted(client):
     page = client.get("/login", headers={"Accept-Encoding": "gzip"})
     assert page.headers["Cache-Control"] == "no-store"

@@ -1,0 +1,1 @@
+"""Report numbering and PDF rendering (WeasyPrint), run in RQ jobs."""
