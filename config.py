@@ -63,7 +63,8 @@ class Config:
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     # Database
     SQLALCHEMY_DATABASE_URI: str = ""
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+    # hide_parameters: a database error's text must not carry patients' data into the logs.
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "hide_parameters": True}
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     REDIS_URL: str = ""
     # CSRF: tokens do not expire within a session (a desk screen stays open all day)
@@ -74,6 +75,9 @@ class Config:
     RATELIMIT_STRATEGY = "moving-window"
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_KEY_PREFIX = "lis-rl"
+    # If Redis is unreachable, count in memory per process rather than fail the request;
+    # the database lockout keeps guarding accounts either way.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     # Compression
     COMPRESS_MIMETYPES = [
         "text/html", "text/css", "application/javascript", "text/javascript",
@@ -125,7 +129,8 @@ class Config:
         cfg.LIS_LOG_JSON = _bool(env.get("LIS_LOG_JSON"), True)
         cfg.LIS_PROXY_COUNT = int(env.get("LIS_PROXY_COUNT", "1" if production else "0"))
         pool = int(env.get("LIS_DB_POOL_SIZE", "5"))
-        cfg.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": pool, "max_overflow": pool}
+        cfg.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": pool, "max_overflow": pool,
+                                         "hide_parameters": True}
         return cfg
 
 
@@ -137,4 +142,4 @@ class TestConfig(Config):
     SESSION_COOKIE_SECURE = False
     LIS_LOGIN_RATE_LIMIT = "1000 per minute"
     LIS_LOG_JSON = False
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "hide_parameters": True}

@@ -38,11 +38,29 @@ def _socket_dir(instance: Path) -> Path:
     return path
 
 
+def _check_data_version(pgdata: Path, postgres_binary: Path) -> None:
+    """A data directory made by another PostgreSQL major version cannot be opened: say so
+    plainly, with what to do, instead of pg_ctl's bare exit status."""
+    version_file = pgdata / "PG_VERSION"
+    if not version_file.exists():
+        return
+    data_major = version_file.read_text().strip()
+    out = subprocess.run([str(postgres_binary), "--version"], capture_output=True, text=True).stdout
+    binary_major = out.split()[-1].split(".")[0] if out else ""
+    if binary_major and data_major != binary_major:
+        raise RuntimeError(
+            f"{pgdata} holds PostgreSQL {data_major} data but the embedded server is PostgreSQL {binary_major}. "
+            f"Dump it with a PostgreSQL {data_major} pg_dump and restore it (docs/OPERATIONS.md), "
+            f"or, for throw-away demo data, delete {pgdata}."
+        )
+
+
 def postgres_url(instance: Path) -> str:
     """Start (or join) the embedded PostgreSQL whose data lives in instance/pgdata."""
     import pgserver  # imported lazily: production never loads it
 
     instance.mkdir(parents=True, exist_ok=True)
+    _check_data_version(instance / "pgdata", Path(pgserver.__file__).parent / "pginstall" / "bin" / "postgres")
     server = pgserver.get_server(instance / "pgdata", cleanup_mode="stop")
     # Keep a reference for the life of the process; pgserver stops the server when the
     # last process using it exits.
@@ -154,6 +172,8 @@ def ensure_environment(env: MutableMapping[str, str] | None = None) -> MutableMa
     Called by the entry points (wsgi.py, the test suite), never by create_app().
     """
     env = os.environ if env is None else env
+    if env.get("LIS_ENV") == "production" and not (env.get("DATABASE_URL") and env.get("REDIS_URL")):
+        raise RuntimeError("LIS_ENV=production needs DATABASE_URL and REDIS_URL; embedded servers are for development")
     instance = Path(env.get("LIS_INSTANCE_PATH") or Path(__file__).resolve().parent.parent / "instance")
     if not env.get("DATABASE_URL"):
         env["DATABASE_URL"] = postgres_url(instance)

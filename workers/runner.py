@@ -14,7 +14,8 @@ def run_worker(app: Flask, *, burst: bool = False) -> None:
     with app.app_context():
         conn = redis_client()
         queues = [Queue(name, connection=conn) for name in app.config["LIS_QUEUES"]]
-        worker = Worker(queues, connection=conn)
+        # Job arguments can carry personal data: RQ must not log them.
+        worker = Worker(queues, connection=conn, log_job_description=False)
         worker.work(with_scheduler=True, burst=burst, logging_level=app.config["LIS_LOG_LEVEL"])
 
 

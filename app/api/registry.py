@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import wraps
 from typing import Any
 
 from flask import Blueprint
@@ -30,10 +31,20 @@ def _flask_rule(path: str) -> str:
 
 
 def api_route(bp: Blueprint, endpoint: Endpoint) -> Callable[[Callable], Callable]:
+    """Route a view and document it; the token's role is checked here against
+    endpoint.roles, so no view can forget it and the document states what is enforced."""
+
     def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            from app.api.auth import require_api_role
+
+            require_api_role(*endpoint.roles)
+            return view(*args, **kwargs)
+
         ENDPOINTS.append(endpoint)
-        bp.add_url_rule(_flask_rule(endpoint.path), view.__name__, view, methods=[endpoint.method])
-        return view
+        bp.add_url_rule(_flask_rule(endpoint.path), view.__name__, guarded, methods=[endpoint.method])
+        return guarded
 
     return decorator
 

@@ -6,7 +6,6 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from app.api import bp
-from app.api.auth import require_api_role
 from app.api.registry import Endpoint, api_route, openapi_document
 from app.extensions import db
 from app.models import Branch, Organization
@@ -47,6 +46,5 @@ def me():  # type: ignore[no-untyped-def]
 @api_route(bp, Endpoint("GET", "/branches", "Branches of the organization", ("admin",),
                         response_model=BranchList, tags=("admin",)))
 def branches():  # type: ignore[no-untyped-def]
-    require_api_role("admin")
     rows = db.session.execute(select(Branch).order_by(Branch.code)).scalars()
     return BranchList(items=[BranchOut.model_validate(b, from_attributes=True) for b in rows]).model_dump()

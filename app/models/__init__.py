@@ -1,11 +1,16 @@
 """All models, imported here so Alembic and the app see the whole schema."""
 from app.models.audit import AuditEvent
 from app.models.base import Base, TenantScoped
-from app.models.catalogue import Department, LabTest
+from app.models.billing import Bill, BillLine, DocumentCounter, Payment
+from app.models.catalogue import (Client, Department, LabTest, Panel, PanelItem, PriceList, PriceListItem,
+                                  ReferenceInterval, Referrer)
+from app.models.order import Order, OrderItem, OrderTest, Sample
 from app.models.org import Branch, Organization
+from app.models.patient import Patient
 from app.models.user import ApiToken, Role, User
 
 __all__ = [
-    "ApiToken", "AuditEvent", "Base", "Branch", "Department", "Organization", "Role",
-    "LabTest", "TenantScoped", "User",
+    "ApiToken", "AuditEvent", "Base", "Bill", "BillLine", "Branch", "Client", "Department", "DocumentCounter",
+    "LabTest", "Order", "OrderItem", "OrderTest", "Organization", "Panel", "PanelItem", "Patient", "Payment",
+    "PriceList", "PriceListItem", "ReferenceInterval", "Referrer", "Role", "Sample", "TenantScoped", "User",
 ]

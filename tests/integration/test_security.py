@@ -289,3 +289,23 @@ def test_readyz_tells_the_truth_when_redis_goes_down(base_urls, db_conn):
     finally:
         if server.poll() is None:
             server.kill()
+
+
+def test_login_still_answers_when_redis_is_down(base_urls, db_conn, factory):
+    """The rate limiter falls back to memory; the login itself must not become a 500."""
+    from app import create_app
+    from tests.conftest import TEST_DB_NAME, _with_database, make_config
+    from tests.helpers import AuthActions, LisClient
+
+    app = create_app(make_config(_with_database(base_urls["DATABASE_URL"], TEST_DB_NAME),
+                                 f"redis://127.0.0.1:{_free_port()}/0"))
+    app.test_client_class = LisClient
+    response = AuthActions(app.test_client()).login("nobody.here", "wrong password!")
+    assert response.status_code == 422
+
+
+def test_production_refuses_embedded_servers():
+    from app.embedded import ensure_environment
+
+    with pytest.raises(RuntimeError, match="production"):
+        ensure_environment({"LIS_ENV": "production"})

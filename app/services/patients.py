@@ -1,0 +1,328 @@
+"""Patients: validation, duplicate detection, registration, edits, search.
+
+One validator (PatientData) serves the reception form, the API and imports, so every entry
+point gives the same messages for the same mistakes."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from flask import current_app
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
+from sqlalchemy import func, or_, select, text
+
+from app import audit
+from app.extensions import db
+from app.models import Patient
+from app.services import ServiceError, identifiers, names
+from app.services.branches import STATE_CODES
+
+MAX_AGE_YEARS = 120
+AUDITED = ("full_name", "sex", "date_of_birth", "dob_estimated", "mobile", "email", "address", "city",
+           "pin_code", "state_code", "aadhaar_masked", "abha_number", "abha_address")
+
+
+class PatientInvalid(ServiceError):
+    """Field errors keyed by field name, for a 422 in the form or the API."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("Some fields are invalid.")
+        self.errors = errors
+
+
+class LikelyDuplicates(ServiceError):
+    def __init__(self, candidates: list["DuplicateCandidate"]):
+        super().__init__("This patient may already be registered.")
+        self.candidates = candidates
+
+
+@dataclass(frozen=True)
+class DuplicateCandidate:
+    patient: Patient
+    reasons: tuple[str, ...]
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+class PatientData(BaseModel):
+    """What a patient registration or edit may contain, with India's rules."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    name: str = Field(max_length=200)
+    sex: str
+    dob: date | None = None
+    age_years: int | None = Field(default=None, ge=0, le=MAX_AGE_YEARS)
+    age_months: int | None = Field(default=None, ge=0, le=11)
+    age_days: int | None = Field(default=None, ge=0, le=31)
+    mobile: str = Field(max_length=32)
+    email: EmailStr | None = Field(default=None, max_length=254)
+    address: str | None = Field(default=None, max_length=400)
+    city: str | None = Field(default=None, max_length=100)
+    pin_code: str | None = None
+    state_code: str | None = None
+    aadhaar: str | None = Field(default=None, max_length=20)
+    abha_number: str | None = Field(default=None, max_length=20)
+    abha_address: str | None = Field(default=None, max_length=100)
+
+    _blanks = field_validator("dob", "age_years", "age_months", "age_days", "email", "address", "city",
+                              "pin_code", "state_code", "aadhaar", "abha_number", "abha_address",
+                              mode="before")(_blank_to_none)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        cleaned = names.clean_display_name(value)
+        if not cleaned or not any(c.isalpha() for c in cleaned):
+            raise ValueError("Enter the patient's name.")
+        return cleaned
+
+    @field_validator("sex", mode="before")
+    @classmethod
+    def _sex(cls, value: Any) -> str:
+        aliases = {"m": "male", "male": "male", "f": "female", "female": "female", "o": "other", "other": "other"}
+        sex = aliases.get(str(value or "").strip().lower())
+        if sex is None:
+            raise ValueError("Choose male, female or other.")
+        return sex
+
+    @field_validator("dob")
+    @classmethod
+    def _dob(cls, value: date | None) -> date | None:
+        if value is None:
+            return value
+        if value > date.today():
+            raise ValueError("The date of birth cannot be in the future.")
+        if value < date.today() - timedelta(days=365.25 * MAX_AGE_YEARS):
+            raise ValueError(f"That is more than {MAX_AGE_YEARS} years ago.")
+        return value
+
+    @field_validator("mobile")
+    @classmethod
+    def _mobile(cls, value: str) -> str:
+        return identifiers.normalize_mobile(value)
+
+    @field_validator("pin_code")
+    @classmethod
+    def _pin(cls, value: str | None) -> str | None:
+        return None if value is None else identifiers.validate_pin(value)
+
+    @field_validator("state_code")
+    @classmethod
+    def _state(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.zfill(2) not in STATE_CODES:
+            raise ValueError("Choose a state.")
+        return value.zfill(2)
+
+    @field_validator("aadhaar")
+    @classmethod
+    def _aadhaar(cls, value: str | None) -> str | None:
+        return None if value is None else identifiers.validate_aadhaar(value)
+
+    @field_validator("abha_number")
+    @classmethod
+    def _abha_number(cls, value: str | None) -> str | None:
+        return None if value is None else identifiers.validate_abha_number(value)
+
+    @field_validator("abha_address")
+    @classmethod
+    def _abha_address(cls, value: str | None) -> str | None:
+        return None if value is None else identifiers.validate_abha_address(value)
+
+    @model_validator(mode="after")
+    def _birth(self) -> "PatientData":
+        if self.dob is None and self.age_years is None and self.age_months is None and self.age_days is None:
+            raise ValueError("Enter the date of birth, or the age.")
+        return self
+
+    @property
+    def dob_estimated(self) -> bool:
+        return self.dob is None
+
+    def birth_date(self, today: date | None = None) -> date:
+        """The date of birth, or one estimated from the age in years, months and days."""
+        if self.dob is not None:
+            return self.dob
+        today = today or date.today()
+        years, months, days = self.age_years or 0, self.age_months or 0, self.age_days or 0
+        month_index = today.year * 12 + today.month - 1 - years * 12 - months
+        year, month = divmod(month_index, 12)
+        day = min(today.day, [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28,
+                              31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month])
+        return date(year, month + 1, day) - timedelta(days=days)
+
+
+def validate(raw: dict[str, Any]) -> PatientData:
+    """Validate raw input; raises PatientInvalid with messages keyed by field."""
+    try:
+        return PatientData.model_validate(raw)
+    except ValidationError as exc:
+        errors: dict[str, list[str]] = {}
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "dob"
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "string_too_long":
+                message = f"Too long (at most {err['ctx']['max_length']} characters)."
+            elif err["type"] in {"less_than_equal", "greater_than_equal"} and field.startswith("age"):
+                message = f"Age must be between 0 and {MAX_AGE_YEARS} years."
+            elif err["type"] in {"date_from_datetime_parsing", "date_parsing", "date_type"}:
+                message = "Enter a date as YYYY-MM-DD."
+            elif err["type"] == "value_error" and field == "email":
+                message = "That is not a valid email address."
+            errors.setdefault(field, []).append(message)
+        raise PatientInvalid(errors) from None
+
+
+def _identity_key() -> bytes:
+    key = current_app.config.get("LIS_IDENTITY_HASH_KEY") or current_app.config["SECRET_KEY"]
+    return ("aadhaar:" + key).encode()
+
+
+def _values(data: PatientData) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "full_name": data.name, "name_search": names.fold(data.name), "sex": data.sex,
+        "date_of_birth": data.birth_date(), "dob_estimated": data.dob_estimated, "mobile": data.mobile,
+        "email": str(data.email) if data.email else None, "address": data.address or "", "city": data.city or "",
+        "pin_code": data.pin_code, "state_code": data.state_code,
+        "abha_number": data.abha_number, "abha_address": data.abha_address,
+    }
+    if data.aadhaar:
+        values["aadhaar_masked"] = identifiers.mask_aadhaar(data.aadhaar)
+        values["aadhaar_hash"] = identifiers.aadhaar_hash(data.aadhaar, _identity_key())
+    return values
+
+
+def find_duplicates(values: dict[str, Any], *, exclude_id: int | None = None) -> list[DuplicateCandidate]:
+    """Likely duplicates: the same Aadhaar; the same mobile with a similar name (a family
+    sharing a phone is normal: different names are not duplicates); the same name and DOB."""
+    conditions = [
+        (Patient.name_search == values["name_search"]) & (Patient.date_of_birth == values["date_of_birth"]),
+        (Patient.mobile == values["mobile"])
+        & (func.similarity(Patient.name_search, values["name_search"]) >= 0.5),
+    ]
+    if values.get("aadhaar_hash"):
+        conditions.append(Patient.aadhaar_hash == values["aadhaar_hash"])
+    stmt = select(Patient).where(or_(*conditions)).limit(10)
+    if exclude_id:
+        stmt = stmt.where(Patient.id != exclude_id)
+    found = []
+    for patient in db.session.execute(stmt).scalars():
+        reasons = []
+        if values.get("aadhaar_hash") and patient.aadhaar_hash == values["aadhaar_hash"]:
+            reasons.append("same Aadhaar")
+        if patient.mobile == values["mobile"]:
+            reasons.append("same mobile, similar name")
+        if patient.name_search == values["name_search"] and patient.date_of_birth == values["date_of_birth"]:
+            reasons.append("same name and date of birth")
+        found.append(DuplicateCandidate(patient, tuple(reasons)))
+    return found
+
+
+def next_mrn() -> str:
+    return identifiers.with_check_digit(db.session.execute(text("SELECT nextval('patient_mrn_seq')")).scalar_one())
+
+
+def register(raw: dict[str, Any], *, branch_id: int | None, created_by_id: int | None,
+             confirm_new: bool = False) -> Patient:
+    """Register a patient. Raises PatientInvalid, or LikelyDuplicates unless confirm_new."""
+    data = validate(raw)
+    values = _values(data)
+    if not confirm_new:
+        candidates = find_duplicates(values)
+        if candidates:
+            raise LikelyDuplicates(candidates)
+    patient = Patient(mrn=next_mrn(), registered_branch_id=branch_id, created_by_id=created_by_id, **values)
+    db.session.add(patient)
+    db.session.flush()
+    audit.record("patient.registered", entity_type="patient", entity_id=patient.mrn,
+                 after=audit.snapshot(patient, AUDITED) | {"confirmed_despite_duplicates": confirm_new})
+    return patient
+
+
+def update(patient: Patient, raw: dict[str, Any]) -> Patient:
+    """Edit a patient (audited, only changed fields). An empty Aadhaar keeps the stored one."""
+    data = validate(raw)
+    values = _values(data)
+    before = audit.snapshot(patient, AUDITED)
+    for key, value in values.items():
+        setattr(patient, key, value)
+    old, new = audit.changes(before, audit.snapshot(patient, AUDITED))
+    if new:
+        audit.record("patient.updated", entity_type="patient", entity_id=patient.mrn, before=old, after=new)
+    return patient
+
+
+def as_form_data(patient: Patient) -> dict[str, Any]:
+    """A patient as the edit form shows it (Aadhaar is never shown again)."""
+    return {
+        "name": patient.full_name, "sex": patient.sex,
+        "dob": patient.date_of_birth if not patient.dob_estimated else None,
+        "age_years": age_parts(patient.date_of_birth)[0] if patient.dob_estimated else None,
+        "mobile": identifiers.display_mobile(patient.mobile), "email": patient.email, "address": patient.address,
+        "city": patient.city, "pin_code": patient.pin_code, "state_code": patient.state_code,
+        "abha_number": patient.abha_number, "abha_address": patient.abha_address,
+    }
+
+
+# --- search -----------------------------------------------------------------------
+
+MRN_RE = re.compile(r"^\d{7,12}$")
+
+
+def search(query: str, *, limit: int = 20) -> list[Patient]:
+    """One box for MRN, mobile (any format) and name (partial, accent- and variant-tolerant)."""
+    q = (query or "").strip()[:100]
+    if len(q) < 2:
+        return []
+    if MRN_RE.match(q) and identifiers.has_valid_check_digit(q):
+        found = db.session.execute(select(Patient).where(Patient.mrn == q)).scalars().all()
+        if found:
+            return list(found)
+    if identifiers.looks_like_phone(q):
+        try:
+            mobile = identifiers.normalize_mobile(q)
+        except ValueError:
+            return []
+        return list(db.session.execute(
+            select(Patient).where(Patient.mobile == mobile).order_by(Patient.full_name).limit(limit)).scalars())
+    key = names.fold(q)
+    if not key:
+        return []
+    escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    similarity = func.similarity(Patient.name_search, key)
+    stmt = (
+        select(Patient)
+        .where(or_(Patient.name_search.like(f"%{escaped}%"), Patient.name_search.op("%")(key)))
+        .order_by(Patient.name_search.like(f"{escaped}%").desc(), similarity.desc(), Patient.id.desc())
+        .limit(limit)
+    )
+    return list(db.session.execute(stmt).scalars())
+
+
+def age_parts(dob: date, on: date | None = None) -> tuple[int, int, int]:
+    on = on or date.today()
+    years = on.year - dob.year - ((on.month, on.day) < (dob.month, dob.day))
+    months = (on.year - dob.year) * 12 + on.month - dob.month - (on.day < dob.day)
+    months -= years * 12
+    anchor_month = dob.month + years * 12 + months
+    y, m = divmod(anchor_month - 1, 12)
+    try:
+        anchor = date(dob.year + y, m + 1, dob.day)
+    except ValueError:
+        anchor = date(dob.year + y, m + 1, 28)
+    return years, months, (on - anchor).days
+
+
+def age_label(patient: Patient, on: date | None = None) -> str:
+    """"34 Y", "8 M", "12 D" — the way labels and reports show age; "~" when estimated."""
+    years, months, days = age_parts(patient.date_of_birth, on)
+    label = f"{years} Y" if years else (f"{months} M" if months else f"{days} D")
+    return ("~" if patient.dob_estimated else "") + label
