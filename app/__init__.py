@@ -127,8 +127,13 @@ def _register_template_helpers(app: Flask) -> None:
     from app import navigation
     from app.formatting import format_local_datetime, format_paise
     from app.models.base import utcnow
+    from app.services.identifiers import display_mobile, format_abha_number
+    from app.services.patients import age_label
 
     app.jinja_env.filters["local_dt"] = format_local_datetime
     app.jinja_env.filters["rupees"] = format_paise
     app.jinja_env.globals["now_utc"] = utcnow
+    app.jinja_env.filters["age"] = age_label
+    app.jinja_env.filters["mobile"] = display_mobile
+    app.jinja_env.filters["abha"] = format_abha_number
     app.context_processor(navigation.nav_context)

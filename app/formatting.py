@@ -31,3 +31,21 @@ def format_paise(paise: int | None) -> str:
             groups.insert(0, head)
         digits = ",".join(groups) + "," + tail
     return f"{sign}₹{digits}.{fraction:02d}"
+
+
+def parse_rupees(text: str | None) -> int:
+    """'1,250.50' or '₹ 1250.5' → 125050 paise. Raises ValueError with a message."""
+    from decimal import Decimal, InvalidOperation
+
+    cleaned = (text or "").replace("₹", "").replace(",", "").strip()
+    if not cleaned:
+        return 0
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError("Enter an amount in rupees, like 250 or 250.50.") from None
+    if value != value.quantize(Decimal("0.01")):
+        raise ValueError("At most two decimals (paise).")
+    if abs(value) > Decimal("10000000"):
+        raise ValueError("That amount is too large.")
+    return int(value * 100)

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 from flask import abort, request
 from flask_login import current_user
-from sqlalchemy import event, select
+from sqlalchemy import Table, event, select
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.sql.util import find_tables
 
 from app.extensions import db, login_manager
 from app.models import Role, TenantScoped
@@ -43,8 +44,35 @@ def current_tenant(session: Session | Any | None = None) -> int | None:
     return (session or db.session).info.get("org_id")
 
 
+class TenantQueryUnscoped(RuntimeError):
+    """A statement reads a tenant table that the ORM cannot filter (e.g. a bare
+    `select(func.count()).select_from(Model)`): refused rather than leak another lab's rows."""
+
+
+def _tenant_tables() -> set[Table]:
+    global _TENANT_TABLES
+    if _TENANT_TABLES is None:
+        from app.models import Base
+
+        _TENANT_TABLES = {m.local_table for m in Base.registry.mappers if issubclass(m.class_, TenantScoped)}
+    return _TENANT_TABLES
+
+
+_TENANT_TABLES: set[Table] | None = None
+
+
 def _touches_tenant_tables(state: ORMExecuteState) -> bool:
-    return any(issubclass(m.class_, TenantScoped) for m in state.all_mappers)
+    scoped = {m.local_table for m in state.all_mappers if issubclass(m.class_, TenantScoped)}
+    # Tables the statement reads without the ORM knowing their entity (select_from() with
+    # only func.count(), a textual join...) would escape with_loader_criteria: refuse them.
+    unscoped = {t for t in find_tables(state.statement, include_crud=True) if isinstance(t, Table)} & _tenant_tables()
+    unscoped -= scoped
+    if unscoped:
+        raise TenantQueryUnscoped(
+            f"statement reads {', '.join(sorted(t.name for t in unscoped))} without an ORM entity to scope; "
+            "name a column of the model (e.g. select(func.count(Model.id))) or pass all_tenants=True"
+        )
+    return bool(scoped)
 
 
 @event.listens_for(Session, "do_orm_execute")

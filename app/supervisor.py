@@ -58,7 +58,8 @@ def _children(bind: str, web_workers: int) -> list[Child]:
     return [
         Child("web", [py, "-m", "gunicorn", "wsgi:app", "--bind", bind, "--workers", str(web_workers),
                       "--worker-class", "gthread", "--threads", "4", "--max-requests", "5000",
-                      "--max-requests-jitter", "500", "--graceful-timeout", "20", "--timeout", "60"]),
+                      "--max-requests-jitter", "500", "--graceful-timeout", "20", "--timeout", "60",
+                      "--no-control-socket"]),
         Child("worker", flask + ["worker"]),
         Child("cron", flask + ["cron"]),
         Child("listeners", flask + ["listeners"]),

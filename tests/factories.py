@@ -17,8 +17,8 @@ class Factory:
 
     def org(self, code: str | None = None, **values) -> Organization:  # type: ignore[no-untyped-def]
         n = next(_seq)
-        org = Organization(code=code or f"org{n}", legal_name=f"Lab {n} Pvt Ltd", display_name=f"Lab {n}",
-                           state_code="29", **values)
+        values = {"state_code": "29", "upi_vpa": f"lab{n}@okaxis", "upi_payee_name": f"Lab {n}", **values}
+        org = Organization(code=code or f"org{n}", legal_name=f"Lab {n} Pvt Ltd", display_name=f"Lab {n}", **values)
         self.session.add(org)
         self.session.flush()
         security.use_tenant(self.session, org.id)
@@ -37,3 +37,39 @@ class Factory:
             }, password=password)
         self.session.commit()
         return user
+
+    def catalogue(self, org: Organization) -> dict:
+        """A small catalogue: tests in three containers, a CBC panel, a taxable item, a referrer."""
+        from decimal import Decimal
+
+        from app.models import Department, LabTest, Panel, PanelItem, Referrer
+
+        security.use_tenant(self.session, org.id)
+        haem = Department(org_id=org.id, code="HAEM", name="Haematology")
+        bioc = Department(org_id=org.id, code="BIOC", name="Biochemistry")
+        self.session.add_all([haem, bioc])
+        self.session.flush()
+        specs = [
+            ("HB", "Haemoglobin", haem, "Whole blood", "EDTA", 15000), ("WBC", "Leucocyte count", haem, "Whole blood", "EDTA", 15000),
+            ("PLT", "Platelet count", haem, "Whole blood", "EDTA", 15000), ("GLUF", "Glucose fasting", bioc, "Plasma", "Fluoride", 8000),
+            ("CREA", "Creatinine", bioc, "Serum", "Plain", 20000), ("TSH", "TSH", bioc, "Serum", "Plain", 35000),
+        ]
+        tests = {}
+        for code, name, dept, specimen, container, price in specs:
+            tests[code] = LabTest(org_id=org.id, code=code, name=name, department_id=dept.id, specimen=specimen,
+                                  container=container, unit="mg/dL", price_paise=price)
+            self.session.add(tests[code])
+        # A non-diagnostic, taxable service (e.g. home collection charge), SAC 999316 is exempt; 9985 is taxable.
+        tests["HOME"] = LabTest(org_id=org.id, code="HOME", name="Home collection", department_id=bioc.id, specimen="None",
+                                container="None", price_paise=10000, sac_code="998599", gst_rate=Decimal("18"))
+        self.session.add(tests["HOME"])
+        self.session.flush()
+        cbc = Panel(org_id=org.id, code="CBC", name="Complete blood count", price_paise=35000)
+        self.session.add(cbc)
+        self.session.flush()
+        for i, code in enumerate(["HB", "WBC", "PLT"]):
+            self.session.add(PanelItem(org_id=org.id, panel_id=cbc.id, test_id=tests[code].id, position=i))
+        referrer = Referrer(org_id=org.id, name="Dr. Kavita Menon", kind="doctor")
+        self.session.add(referrer)
+        self.session.commit()
+        return {"tests": tests, "cbc": cbc, "referrer": referrer}

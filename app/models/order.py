@@ -13,8 +13,8 @@ from app.models.catalogue import Client, LabTest, Referrer
 from app.models.org import Branch
 from app.models.patient import Patient
 
-ACCESSION_SEQUENCE = Sequence("order_accession_seq", start=100001)
-BARCODE_SEQUENCE = Sequence("sample_barcode_seq", start=1000001)
+ACCESSION_SEQUENCE = Sequence("order_accession_seq", start=5000001)  # 8 digits with check digit
+BARCODE_SEQUENCE = Sequence("sample_barcode_seq", start=10000001)  # 9 digits with check digit
 
 PRIORITIES = ("routine", "urgent", "stat")
 SAMPLE_STATES = ("pending", "collected", "received", "in_process", "done", "rejected")

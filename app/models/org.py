@@ -24,6 +24,9 @@ class Organization(Timestamped, Base):
     phone: Mapped[str] = mapped_column(String(20), default="")
     email: Mapped[str] = mapped_column(String(200), default="")
     nabl_certificate: Mapped[str | None] = mapped_column(String(40))
+    # UPI: the VPA patients pay to, and the name their app shows (NPCI pa / pn).
+    upi_vpa: Mapped[str | None] = mapped_column(String(100))
+    upi_payee_name: Mapped[str | None] = mapped_column(String(100))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     branches: Mapped[list["Branch"]] = relationship(back_populates="organization", order_by="Branch.code")

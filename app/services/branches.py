@@ -38,7 +38,7 @@ def _clean(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def create_branch(data: Mapping[str, Any]) -> Branch:
     values = _clean(data)
-    exists = db.session.execute(select(func.count()).select_from(Branch).where(Branch.code == values["code"])).scalar_one()
+    exists = db.session.execute(select(func.count(Branch.id)).where(Branch.code == values["code"])).scalar_one()
     if exists:
         raise ServiceError("Another branch already uses this code.", field="code")
     branch = Branch(**values)

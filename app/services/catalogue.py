@@ -5,7 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db
-from app.models import Department, LabTest
+from app.models import Branch, Department, LabTest, Referrer
 
 
 def list_tests(*, active_only: bool = False) -> list[LabTest]:
@@ -14,3 +14,12 @@ def list_tests(*, active_only: bool = False) -> list[LabTest]:
     if active_only:
         stmt = stmt.where(LabTest.active.is_(True))
     return list(db.session.execute(stmt).scalars())
+
+
+def list_referrers() -> list[Referrer]:
+    return list(db.session.execute(select(Referrer).where(Referrer.active.is_(True)).order_by(Referrer.name)).scalars())
+
+
+def main_branch() -> Branch:
+    """The organization's main laboratory (or its first branch)."""
+    return db.session.execute(select(Branch).order_by(Branch.is_main_lab.desc(), Branch.id)).scalars().first()

@@ -33,7 +33,8 @@ def _strip_accents(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     # Only Latin combining marks are dropped: in Indian scripts the vowel signs are
     # combining characters too, and they are part of the name.
-    return "".join(c for c in decomposed if not (unicodedata.combining(c) and "\u0300" <= c <= "\u036f"))
+    stripped = "".join(c for c in decomposed if not (unicodedata.combining(c) and "\u0300" <= c <= "\u036f"))
+    return unicodedata.normalize("NFC", stripped)  # recompose Indian-script vowel signs
 
 
 def clean_display_name(raw: str) -> str:

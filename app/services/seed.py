@@ -18,6 +18,7 @@ DEMO_ORG = dict(
     gstin="29AAGCB7383J1Z4", pan="AAGCB7383J", address_line1="No. 12, 4th Cross, Indiranagar",
     address_line2="HAL 2nd Stage", city="Bengaluru", state_code="29", pin_code="560038",
     phone="+918041234567", email="lab@demo-diagnostics.example", nabl_certificate="MC-0000",
+    upi_vpa="demodiagnostics@okaxis", upi_payee_name="Demo Diagnostics",
 )
 DEMO_BRANCHES = [
     dict(code="MAIN", name="Main Laboratory, Indiranagar", state_code="29", is_main_lab=True,

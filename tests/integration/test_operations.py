@@ -23,7 +23,7 @@ def test_seed_demo_is_idempotent(app, session):
     second = runner.invoke(args=["lis", "seed-demo"])
     assert "already present" in second.output
     org = session.execute(select(Organization).where(Organization.code == "demo")).scalar_one()
-    counts = [session.execute(select(func.count()).select_from(m).where(m.org_id == org.id)
+    counts = [session.execute(select(func.count(m.id)).where(m.org_id == org.id)
                               .execution_options(all_tenants=True)).scalar_one() for m in (Branch, User, LabTest)]
     assert counts[0] == 2 and counts[1] == 5 and counts[2] >= 8
     assert org.gstin == "29AAGCB7383J1Z4"

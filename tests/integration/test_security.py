@@ -309,3 +309,38 @@ def test_production_refuses_embedded_servers():
 
     with pytest.raises(RuntimeError, match="production"):
         ensure_environment({"LIS_ENV": "production"})
+
+
+def test_counts_and_subqueries_are_scoped_or_refused(session, factory):
+    """A bare select(func.count()).select_from(Model) escapes the ORM's tenant criteria:
+    it is refused, and the column form is scoped (the admin dashboard counted every lab's rows)."""
+    from sqlalchemy import func
+
+    from app.services import dashboard
+
+    org_a, org_b = factory.org(), factory.org()
+    admin_a = factory.user(org_a, "admin")
+    factory.user(org_b, "admin")
+    factory.user(org_b, "billing")
+    security.use_tenant(session, org_a.id)
+    with pytest.raises(security.TenantQueryUnscoped):
+        session.execute(select(func.count()).select_from(User)).scalar_one()
+    assert session.execute(select(func.count(User.id))).scalar_one() == 1
+    summary = dashboard.admin_summary(admin_a)
+    assert summary.counts["Active users"] == 1 and summary.counts["Branches"] == 1
+
+
+def test_branch_codes_are_unique_per_organization_only(client, auth, factory):
+    org_a, org_b = factory.org(), factory.org()
+    auth.login(factory.user(org_a, "admin").username, PASSWORD)
+    # both organizations already have a MAIN branch; a new code used by org_b is free for org_a
+    factory_b_admin = factory.user(org_b, "admin")
+    assert factory_b_admin
+    response = client.post_form("/admin/branches/new", {"code": "CC7", "name": "A", "state_code": "29", "active": "y"})
+    assert response.status_code == 303
+    auth.logout()
+    auth.login(factory_b_admin.username, PASSWORD)
+    response = client.post_form("/admin/branches/new", {"code": "CC7", "name": "B", "state_code": "29", "active": "y"})
+    assert response.status_code == 303
+    duplicate = client.post_form("/admin/branches/new", {"code": "CC7", "name": "B2", "state_code": "29", "active": "y"})
+    assert duplicate.status_code == 422 and "already uses this code" in duplicate.get_data(as_text=True)
