@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from app import audit, security
 from app.extensions import db
-from app.models import Branch, Department, LabTest, Organization, Role
-from app.services import users
+from app.models import Branch, Client, LabTest, Organization, Panel, PriceList, PriceListItem, Referrer, Role
+from app.services import catalogue_seed, users
 
 DEMO_ORG_CODE = "demo"
 
@@ -34,19 +34,15 @@ DEMO_USERS = [
          qualification="MD (Pathology)", registration_number="KMC 12345"),
     dict(username="demo.billing", full_name="Suresh Rao", role=Role.BILLING, branch="MAIN"),
 ]
-DEPARTMENTS = [("HAEM", "Haematology"), ("BIOC", "Biochemistry"), ("CLIN", "Clinical Pathology"),
-               ("SERO", "Serology")]
-# code, name, LOINC, dept, specimen, container, UCUM unit, result type, decimals, method, TAT h, price ₹
-DEMO_TESTS = [
-    ("HB", "Haemoglobin", "718-7", "HAEM", "Whole blood", "EDTA", "g/dL", "numeric", 1, "Photometry", 6, 150),
-    ("WBC", "Total leucocyte count", "6690-2", "HAEM", "Whole blood", "EDTA", "10*3/uL", "numeric", 1, "Impedance", 6, 150),
-    ("PLT", "Platelet count", "777-3", "HAEM", "Whole blood", "EDTA", "10*3/uL", "numeric", 0, "Impedance", 6, 150),
-    ("GLUF", "Glucose, fasting", "1558-6", "BIOC", "Plasma", "Fluoride", "mg/dL", "numeric", 0, "Hexokinase", 4, 80),
-    ("CREA", "Creatinine", "2160-0", "BIOC", "Serum", "Plain", "mg/dL", "numeric", 2, "Enzymatic", 6, 200),
-    ("TSH", "Thyroid stimulating hormone", "3016-3", "BIOC", "Serum", "Plain", "m[IU]/L", "numeric", 2, "CLIA", 24, 350),
-    ("URE", "Urine routine examination", "24356-8", "CLIN", "Urine", "Urine container", None, "text", 0, "Dipstick and microscopy", 6, 150),
-    ("HBSAG", "Hepatitis B surface antigen", "5196-1", "SERO", "Serum", "Plain", None, "choice", 0, "Rapid card", 24, 300),
+REFERRERS = [
+    dict(name="Dr. Kavita Menon", kind="doctor", qualification="MD (General Medicine)", phone="+919845012345"),
+    dict(name="Dr. Arjun Reddy", kind="doctor", qualification="MBBS, DNB (Family Medicine)", phone="+919880098800"),
+    dict(name="Sunrise Multispeciality Hospital", kind="hospital", qualification="", phone="+918025550100"),
 ]
+# A B2B client billed at its own prices (a client-specific price list overrides the catalogue).
+DEMO_CLIENT = dict(code="SUNRISE", name="Sunrise Multispeciality Hospital", gstin="29AAFCC9980M1ZR", state_code="29",
+                   address="80 Feet Road, Koramangala, Bengaluru 560034", credit_limit_paise=50_000_00, credit_days=30)
+DEMO_CLIENT_PRICES = {"CBC": 250_00, "LFT": 450_00, "KFT": 400_00, "TSH": 250_00}
 
 
 def seed_demo(*, password: str | None = None) -> dict[str, str] | None:
@@ -70,18 +66,11 @@ def seed_demo(*, password: str | None = None) -> dict[str, str] | None:
             db.session.add(branch)
             db.session.flush()
             branch_ids[branch.code] = branch.id
-        departments = {}
-        for code, name in DEPARTMENTS:
-            dept = Department(org_id=org.id, code=code, name=name)
-            db.session.add(dept)
-            db.session.flush()
-            departments[code] = dept.id
-        for code, name, loinc, dept, specimen, container, unit, rtype, decimals, method, tat, rupees in DEMO_TESTS:
-            db.session.add(LabTest(
-                org_id=org.id, code=code, name=name, loinc=loinc, department_id=departments[dept],
-                specimen=specimen, container=container, unit=unit, result_type=rtype, decimals=decimals,
-                method=method, tat_hours=tat, price_paise=rupees * 100,
-            ))
+        catalogue_seed.load_standard_catalogue(org.id)
+        db.session.flush()
+        for values in REFERRERS:
+            db.session.add(Referrer(org_id=org.id, **values))
+        _add_client_price_list(org.id)
         passwords = {}
         with audit.acting_as(audit.AuditContext(actor_label="system:seed-demo", org_id=org.id)):
             for spec in DEMO_USERS:
@@ -91,3 +80,19 @@ def seed_demo(*, password: str | None = None) -> dict[str, str] | None:
                 passwords[user.username] = pw
         db.session.commit()
     return passwords
+
+
+def _add_client_price_list(org_id: int) -> None:
+    price_list = PriceList(org_id=org_id, name="Sunrise Hospital rates")
+    db.session.add(price_list)
+    db.session.flush()
+    tests = {t.code: t.id for t in db.session.execute(select(LabTest).where(LabTest.code.in_(DEMO_CLIENT_PRICES)))
+             .scalars()}
+    panels = {p.code: p.id for p in db.session.execute(select(Panel).where(Panel.code.in_(DEMO_CLIENT_PRICES)))
+              .scalars()}
+    for code, paise in DEMO_CLIENT_PRICES.items():
+        if code in panels:
+            db.session.add(PriceListItem(org_id=org_id, price_list_id=price_list.id, panel_id=panels[code], price_paise=paise))
+        elif code in tests:
+            db.session.add(PriceListItem(org_id=org_id, price_list_id=price_list.id, test_id=tests[code], price_paise=paise))
+    db.session.add(Client(org_id=org_id, price_list_id=price_list.id, **DEMO_CLIENT))
