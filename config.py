@@ -95,8 +95,13 @@ class Config:
     LIS_LOG_LEVEL = "INFO"
     LIS_LOG_JSON = True
     LIS_PROXY_COUNT = 0
+    # The largest discount each role may give, as a percent of the order total.
+    LIS_DISCOUNT_LIMITS = {"reception": 10, "billing": 25, "admin": 100}
     LIS_QUEUES = ("default", "ingest", "reports", "notify", "recon", "einvoice")
     LIS_INSTANCE_PATH = str(DEFAULT_INSTANCE)
+    # Key for the Aadhaar de-duplication hash. Set it in production and never change it
+    # (changing it hides earlier duplicates); without it, SECRET_KEY is used.
+    LIS_IDENTITY_HASH_KEY = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -128,6 +133,10 @@ class Config:
         cfg.LIS_LOG_LEVEL = env.get("LIS_LOG_LEVEL", cls.LIS_LOG_LEVEL)
         cfg.LIS_LOG_JSON = _bool(env.get("LIS_LOG_JSON"), True)
         cfg.LIS_PROXY_COUNT = int(env.get("LIS_PROXY_COUNT", "1" if production else "0"))
+        if env.get("LIS_DISCOUNT_LIMITS"):  # "reception=10,billing=25,admin=100"
+            cfg.LIS_DISCOUNT_LIMITS = {role.strip(): int(pct) for role, pct in
+                                       (pair.split("=") for pair in env["LIS_DISCOUNT_LIMITS"].split(","))}
+        cfg.LIS_IDENTITY_HASH_KEY = env.get("LIS_IDENTITY_HASH_KEY", "")
         pool = int(env.get("LIS_DB_POOL_SIZE", "5"))
         cfg.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": pool, "max_overflow": pool,
                                          "hide_parameters": True}
