@@ -31,6 +31,8 @@ def create_app(config: Config | None = None) -> Flask:
         )
 
     observability.configure_logging(app)
+    # First, so every answer (a CSRF refusal, a 429) carries a request id.
+    observability.init_request_tracking(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
     login_manager.init_app(app)
@@ -40,7 +42,6 @@ def create_app(config: Config | None = None) -> Flask:
     compress.init_app(app)
 
     _configure_login(app)
-    observability.init_request_tracking(app)
     web.init_web(app)
 
     @app.before_request

@@ -10,11 +10,13 @@ from flask_wtf import FlaskForm
 from app.services import ServiceError
 
 
-def see_other(url: str) -> Response:
-    """After a successful POST: 303 for a plain form, HX-Location for htmx (no full reload)."""
+def see_other(url: str, *, full_page: bool = False) -> Response:
+    """After a successful POST: 303 for a plain form; for htmx, HX-Location (no full reload)
+    or, when the session changed (login, logout, password), HX-Redirect: a full page load,
+    so <body hx-headers> carries the new session's CSRF token."""
     if getattr(request, "htmx", False):
         response = Response(status=204)
-        response.headers["HX-Location"] = url
+        response.headers["HX-Redirect" if full_page else "HX-Location"] = url
         return response
     return redirect(url, code=303)
 

@@ -88,12 +88,6 @@ def test_technician_typing_the_billing_address_gets_the_403_page(page, login):
     assert page.title() == "Not allowed"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "App bug: login answers htmx with HX-Location, which swaps only <body>'s children, so "
-    "<body hx-headers> keeps the CSRF token of the login page; login's session.clear() made "
-    "that token invalid, so every hx-post without its own csrf_token field gets 400 "
-    "'Form expired' until a full reload (app/portals/auth/routes.py login -> see_other)."
-))
 def test_htmx_csrf_header_is_valid_right_after_logging_in(page, login):
     """DESIGN: the CSRF token rides on <body hx-headers>, so any hx-post element works
     without a form field. Right after the htmx login that header must be current."""

@@ -344,3 +344,18 @@ def test_branch_codes_are_unique_per_organization_only(client, auth, factory):
     assert response.status_code == 303
     duplicate = client.post_form("/admin/branches/new", {"code": "CC7", "name": "B2", "state_code": "29", "active": "y"})
     assert duplicate.status_code == 422 and "already uses this code" in duplicate.get_data(as_text=True)
+
+
+def test_htmx_login_answers_with_a_full_page_redirect(client, factory):
+    """The session (and its CSRF token) changes at login: htmx must load the whole page."""
+    user = factory.user(factory.org(), "admin")
+    token = client.csrf_token("/login")
+    response = client.post("/login", data={"username": user.username, "password": PASSWORD, "csrf_token": token},
+                           headers={"HX-Request": "true"})
+    assert response.status_code == 204 and response.headers["HX-Redirect"] == "/admin/"
+    assert "HX-Location" not in response.headers
+
+
+def test_csrf_refusal_carries_a_request_id(client):
+    response = client.post("/login", data={"username": "x", "password": "y"})
+    assert response.status_code == 400 and len(response.headers["X-Request-ID"]) == 32

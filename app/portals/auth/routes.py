@@ -62,7 +62,7 @@ def login():  # type: ignore[no-untyped-def]
         session.clear()  # a fresh session on login: no fixation
         login_user(user)
         session.permanent = True
-        return see_other(_safe_next(request.args.get("next")) or home_url())
+        return see_other(_safe_next(request.args.get("next")) or home_url(), full_page=True)
     return render_template("auth/login.html", form=form)
 
 
@@ -71,7 +71,7 @@ def logout():  # type: ignore[no-untyped-def]
     logout_user()
     session.clear()
     flash("You have logged out.", "info")
-    return see_other(url_for("auth.login"))
+    return see_other(url_for("auth.login"), full_page=True)
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
@@ -88,6 +88,6 @@ def change_password():  # type: ignore[no-untyped-def]
             else:
                 login_user(current_user._get_current_object())  # the session id now carries the new session_version
                 flash("Your password was changed. Other sessions were logged out.", "success")
-                return see_other(home_url())
+                return see_other(home_url(), full_page=True)
         return form_page("auth/password.html", "auth/_password_form.html", form, 422)
     return render_template("auth/password.html", form=form)
