@@ -15,6 +15,7 @@ from app import audit
 from app.integrations import upi
 from app.models import Bill, Order, Organization, Sample
 from app.services import patients
+from config import PROJECT_ROOT
 
 RECEIPT_SIZES = ("a5", "80mm")
 
@@ -28,10 +29,19 @@ def _receipt_page_size(size: str, bill: Bill, has_qr: bool) -> str:
     return f"80mm {height}mm"
 
 
-def _pdf(html: str) -> bytes:
-    from weasyprint import HTML  # imported lazily: the web process need not load it at start
+FONTS_CSS = PROJECT_ROOT / "static" / "fonts" / "pdf-fonts.css"
 
-    return HTML(string=html).write_pdf()
+
+def _pdf(html: str) -> bytes:
+    """HTML → PDF with the bundled Noto fonts, so names in Indian scripts print correctly
+    whatever fonts the server has. WeasyPrint is imported lazily: the web process need not
+    load it at start."""
+    from weasyprint import CSS, HTML
+    from weasyprint.text.fonts import FontConfiguration
+
+    fonts = FontConfiguration()
+    return HTML(string=html).write_pdf(stylesheets=[CSS(filename=str(FONTS_CSS), font_config=fonts)],
+                                       font_config=fonts)
 
 
 def code128_data_uri(value: str) -> str:

@@ -293,3 +293,11 @@ def test_technician_cannot_open_the_desk(client, auth, factory):
     org = factory.org()
     auth.login(factory.user(org, "technician").username, PASSWORD)
     assert client.get("/reception/patients/new").status_code == 403
+
+
+def test_labels_embed_fonts_for_indian_scripts(client, desk, session):
+    mrn = register(client, name="राम कुमार शर्मा", mobile="9812345678").headers["Location"].rsplit("/", 1)[1]
+    response, _ = new_order(client, mrn, tests="GLUF")
+    accession = response.headers["Location"].rsplit("/", 1)[1]
+    pdf = client.get(f"/reception/orders/{accession}/labels.pdf").data
+    assert b"NotoSansDevanagari" in pdf  # the bundled font, not a box for every letter
