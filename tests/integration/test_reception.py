@@ -300,7 +300,7 @@ def test_labels_embed_fonts_for_indian_scripts(client, desk, session):
     response, _ = new_order(client, mrn, tests="GLUF")
     accession = response.headers["Location"].rsplit("/", 1)[1]
     pdf = client.get(f"/reception/orders/{accession}/labels.pdf").data
-    assert b"NotoSansDevanagari" in _inflated(pdf)  # the bundled font, not a box for every letter
+    assert b"Noto-Sans-Devanagari" in _inflated(pdf)  # the bundled font, not a box for every letter
 
 
 def _inflated(pdf: bytes) -> bytes:
