@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import current_app
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, literal, or_, select, text
 
 from app import audit
 from app.extensions import db
@@ -296,15 +296,22 @@ def search(query: str, *, limit: int = 20) -> list[Patient]:
     key = names.fold(q)
     if not key:
         return []
-    escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    similarity = func.similarity(Patient.name_search, key)
-    stmt = (
-        select(Patient)
-        .where(or_(Patient.name_search.like(f"%{escaped}%"), Patient.name_search.op("%")(key)))
-        .order_by(Patient.name_search.like(f"{escaped}%").desc(), similarity.desc(), Patient.id.desc())
-        .limit(limit)
-    )
-    return list(db.session.execute(stmt).scalars())
+    if not key.isascii():
+        # Indian scripts: substring match (trigrams of non-Latin letters depend on the
+        # database locale, so no similarity ranking is relied on here).
+        escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return list(db.session.execute(select(Patient).where(Patient.name_search.like(f"%{escaped}%"))
+                                       .order_by(Patient.name_search).limit(limit)).scalars())
+    # Nearest neighbours by word similarity, straight from the GiST index (no sort of every
+    # match), then a floor so that unrelated names do not fill the list.
+    score = func.word_similarity(key, Patient.name_search)
+    rows = db.session.execute(
+        select(Patient, score).order_by(literal(key).op("<<->")(Patient.name_search)).limit(limit)
+    ).all()
+    return [patient for patient, similarity in rows if similarity >= MIN_WORD_SIMILARITY]
+
+
+MIN_WORD_SIMILARITY = 0.45
 
 
 def age_parts(dob: date, on: date | None = None) -> tuple[int, int, int]:
