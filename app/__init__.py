@@ -72,6 +72,7 @@ def create_app(config: Config | None = None) -> Flask:
 
 def _configure_login(app: Flask) -> None:
     from sqlalchemy import select
+    from sqlalchemy.orm import joinedload
 
     from app.extensions import db, login_manager
     from app.models import User
@@ -87,8 +88,11 @@ def _configure_login(app: Flask) -> None:
             user_id, version = (int(part) for part in session_id.split(":", 1))
         except ValueError:
             return None
+        # The header of every page shows the organization and branch: load them with the user.
         user = db.session.execute(
-            select(User).where(User.id == user_id).execution_options(all_tenants=True)
+            select(User).where(User.id == user_id)
+            .options(joinedload(User.organization), joinedload(User.branch))
+            .execution_options(all_tenants=True)
         ).scalar_one_or_none()
         # A password change or deactivation bumps session_version: older sessions end here.
         if user is None or not user.active or user.session_version != version:
