@@ -10,7 +10,8 @@ from app.models import Role
 MENUS: dict[Role, list[tuple[str, str]]] = {
     Role.ADMIN: [
         ("admin.dashboard", "Dashboard"), ("admin.users", "Users"), ("admin.branches", "Branches"),
-        ("admin.catalogue", "Catalogue"), ("admin.api_tokens", "API tokens"), ("admin.audit", "Audit trail"),
+        ("admin.catalogue", "Catalogue"), ("admin.referrers", "Referrers"), ("admin.price_lists", "Price lists"),
+        ("admin.clients", "Clients"), ("admin.api_tokens", "API tokens"), ("admin.audit", "Audit trail"),
     ],
     Role.RECEPTION: [("reception.dashboard", "Desk")],
     Role.TECHNICIAN: [("technician.dashboard", "Lab floor")],

@@ -20,7 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 from stdnum import luhn
-from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength, ValidationError
+from stdnum.exceptions import InvalidChecksum, ValidationError
 from stdnum.in_ import gstin as stdnum_gstin
 from stdnum.in_ import pan as stdnum_pan
 
@@ -83,7 +83,7 @@ def _whole_number(errors: _Errors, data: Mapping[str, Any], field: str, *, low: 
     raw = str(data.get(field) if data.get(field) is not None else "").strip()
     if not raw and default is not None:
         return default
-    if not re.fullmatch(r"\d{1,6}", raw) or not low <= int(raw) <= high:
+    if not re.fullmatch(r"[0-9]{1,6}", raw) or not low <= int(raw) <= high:
         errors.add(field, message)
         return None
     return int(raw)
@@ -111,6 +111,14 @@ def _paise(errors: _Errors, data: Mapping[str, Any], field: str, *, required: st
     return paise
 
 
+def _id(raw: Any) -> int | None:
+    """A row id from a form value, or None (never an error for text or huge numbers)."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    text = str(raw or "").strip()
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
+
+
 def _decimal(raw: Any) -> Decimal | None:
     """A finite decimal number, or None if the text is not one."""
     try:
@@ -124,8 +132,7 @@ def plain_number(value: Decimal | None) -> str:
     """13.5000 → "13.5", 100.0000 → "100" (how a limit is shown and put back in a form)."""
     if value is None:
         return ""
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(), "f")
 
 
 def rupees_text(paise: int | None) -> str:
@@ -137,9 +144,9 @@ def rupees_text(paise: int | None) -> str:
 
 # --- shared catalogue rules -------------------------------------------------------------
 
-CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]*$")
+CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]*\Z")
 CODE_MESSAGE = "Capital letters A–Z, digits and dashes only, e.g. HBA1C or LIPID-2."
-SAC_RE = re.compile(r"^\d{4,8}$")
+SAC_RE = re.compile(r"^[0-9]{4,8}\Z")
 GST_RATES = (0, 5, 12, 18, 28)
 DEFAULT_SAC = "999316"  # medical laboratory services, GST exempt (india.md §1.6)
 
@@ -196,8 +203,8 @@ def _check_new_code(errors: _Errors, code: str, *, current: str | None, ordered:
 
 # --- tests ------------------------------------------------------------------------------
 
-LOINC_RE = re.compile(r"^(\d{1,7})-(\d)$")
-UCUM_RE = re.compile(r"^[!-~]+$")  # UCUM case-sensitive syntax: printable ASCII, no spaces
+LOINC_RE = re.compile(r"^([0-9]{1,7})-([0-9])\Z")
+UCUM_RE = re.compile(r"^[!-~]+\Z")  # UCUM case-sensitive syntax: printable ASCII, no spaces
 MAX_TAT_HOURS = 2160  # 90 days (mycobacterial cultures)
 TEST_AUDITED = ("code", "name", "loinc", "department_id", "specimen", "container", "unit", "result_type", "choices",
                 "decimals", "method", "tat_hours", "price_paise", "sac_code", "gst_rate", "orderable", "active")
@@ -231,7 +238,7 @@ def _answers(errors: _Errors, data: Mapping[str, Any], result_type: str) -> str 
 
 def _department_id(errors: _Errors, data: Mapping[str, Any]) -> int | None:
     raw = data.get("department_id")
-    dept_id = raw if isinstance(raw, int) else (int(raw) if str(raw or "").isdigit() else None)
+    dept_id = _id(raw)
     if dept_id is None or db.session.execute(select(Department.id).where(Department.id == dept_id)).first() is None:
         errors.add("department_id", "Choose a department.")
         return None
@@ -267,7 +274,7 @@ def _test_values(data: Mapping[str, Any], test: LabTest | None) -> dict[str, Any
     sac_code = _sac_code(errors, data)
     gst_rate = _gst_rate(errors, data)
     _check_new_code(errors, code, current=test.code if test else None,
-                    ordered=test is not None and test_is_ordered(test))
+                    ordered=test is not None and lab_test_is_ordered(test))
     errors.raise_if_any()
     return {
         "code": code, "name": name, "loinc": loinc or None, "department_id": department_id, "specimen": specimen,
@@ -277,7 +284,7 @@ def _test_values(data: Mapping[str, Any], test: LabTest | None) -> dict[str, Any
     }
 
 
-def test_is_ordered(test: LabTest) -> bool:
+def lab_test_is_ordered(test: LabTest) -> bool:
     """Whether any order carries this test (on its own or inside a panel)."""
     as_item = select(OrderItem.id).where(OrderItem.test_id == test.id).limit(1)
     as_test = select(OrderTest.id).where(OrderTest.test_id == test.id).limit(1)
@@ -305,7 +312,7 @@ def update_test(test: LabTest, data: Mapping[str, Any]) -> LabTest:
     return test
 
 
-def test_form_data(test: LabTest) -> dict[str, Any]:
+def lab_test_form_data(test: LabTest) -> dict[str, Any]:
     """A test as its edit form shows it (prices in rupees)."""
     data = {name: getattr(test, name) for name in TEST_AUDITED}
     data.update(price=rupees_text(test.price_paise), gst_rate=str(int(test.gst_rate)), decimals=str(test.decimals),
@@ -398,7 +405,7 @@ def _age(errors: _Errors, data: Mapping[str, Any], field: str, *, default: int) 
         return None
     if not raw:
         return default
-    if not re.fullmatch(r"\d{1,5}", raw):
+    if not re.fullmatch(r"[0-9]{1,5}", raw):
         errors.add(field, "Enter a whole number of days, months or years.")
         return None
     return age_in_days(int(raw), unit)
@@ -674,7 +681,7 @@ def list_panels() -> list[Panel]:
         .order_by(Panel.is_package, Panel.name)).scalars())
 
 
-def test_codes() -> list[str]:
+def lab_test_codes() -> list[str]:
     """Active test codes, offered as suggestions where a test is picked by code."""
     return list(db.session.execute(select(LabTest.code).where(LabTest.active.is_(True)).order_by(LabTest.code)).scalars())
 
@@ -915,49 +922,54 @@ _GSTIN_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # GST state codes stdnum 2.2 does not know yet. See ../shared/reference/india.md §2.1: its
 # table stops at 37, but GSTINs are issued for 38 (Ladakh) and 97 (Other Territory).
 GSTIN_STATES_BEYOND_STDNUM = ("38", "97")
+GSTIN_RE = re.compile(r"^[0-9]{2}[A-Z]{5}[0-9]{4}[A-Z][0-9A-Z]{3}\Z")  # as stdnum 2.2
 
 
 def validate_gstin(raw: str) -> str:
     """A GSTIN → its compact form (upper case, no spaces). Raises ValueError with a message.
 
-    python-stdnum checks length, format, the embedded PAN and the Luhn mod-36 check
-    character. Its state table stops at 37, so a GSTIN of Ladakh (38) or Other Territory
-    (97) is checked here with stdnum's own component rules and mod-36 Luhn instead of being
-    refused (../shared/reference/india.md §2.1)."""
+    python-stdnum checks length, format, state, the embedded PAN and the Luhn mod-36 check
+    character. Its state table stops at 37, so for Ladakh (38) and Other Territory (97) the
+    same checks run here, with stdnum's PAN and Luhn modules, instead of refusing a real
+    GSTIN (../shared/reference/india.md §2.1)."""
     number = stdnum_gstin.compact(raw or "")
-    try:
-        return stdnum_gstin.validate(number)
-    except InvalidComponent:
-        if number[:2] not in GSTIN_STATES_BEYOND_STDNUM:
-            raise ValueError("The state code, the 13th character or the 14th character (always Z) is wrong.") from None
-    except InvalidLength:
-        raise ValueError("A GSTIN has 15 characters.") from None
-    except InvalidFormat:
-        raise ValueError("A GSTIN is 2 digits of state, the 10-character PAN, 1 character, Z and a check character.") from None
-    except InvalidChecksum:
-        raise ValueError("The GSTIN's check character does not match; check it for a typing mistake.") from None
-    except ValidationError:
-        raise ValueError("That is not a valid GSTIN.") from None
-    # Ladakh / Other Territory: the same rules stdnum applies after its state check.
+    if len(number) != 15:
+        raise ValueError("A GSTIN has 15 characters.")
+    if not GSTIN_RE.match(number):
+        raise ValueError("A GSTIN is 2 digits of state, the 10-character PAN, 1 character, Z and a check character.")
+    if number[:2] not in STATE_CODES:
+        raise ValueError(f"{number[:2]} is not a GST state code.")
     if number[12] == "0" or number[13] != "Z":
         raise ValueError("The 13th character cannot be 0 and the 14th is always Z.")
     try:
         stdnum_pan.validate(number[2:12])
-        luhn.validate(number, _GSTIN_ALPHABET)
+    except ValidationError:
+        raise ValueError("The PAN inside the GSTIN (characters 3 to 12) is not valid.") from None
+    try:
+        if number[:2] in GSTIN_STATES_BEYOND_STDNUM:
+            luhn.validate(number, _GSTIN_ALPHABET)
+        else:
+            stdnum_gstin.validate(number)
     except InvalidChecksum:
         raise ValueError("The GSTIN's check character does not match; check it for a typing mistake.") from None
     except ValidationError:
-        raise ValueError("The PAN inside the GSTIN (characters 3 to 12) is not valid.") from None
+        raise ValueError("That is not a valid GSTIN.") from None
     return number
 
 
-def _price_list_id(errors: _Errors, data: Mapping[str, Any]) -> int | None:
+def _price_list_id(errors: _Errors, data: Mapping[str, Any], *, current: int | None) -> int | None:
+    """A price list of this lab; an inactive one only if the client already has it."""
     raw = data.get("price_list_id")
     if raw in (None, "", "None"):
         return None
-    list_id = raw if isinstance(raw, int) else (int(raw) if str(raw).isdigit() else None)
-    if list_id is None or db.session.execute(select(PriceList.id).where(PriceList.id == list_id)).first() is None:
+    list_id = _id(raw)
+    active = None if list_id is None else db.session.execute(
+        select(PriceList.active).where(PriceList.id == list_id)).scalar_one_or_none()
+    if active is None:
         errors.add("price_list_id", "Choose one of the lab's price lists, or none.")
+        return None
+    if not active and list_id != current:
+        errors.add("price_list_id", "This price list is inactive; activate it first or choose another.")
         return None
     return list_id
 
@@ -984,11 +996,8 @@ def _client_values(data: Mapping[str, Any], client: Client | None) -> dict[str, 
         errors.add("state_code", "Enter the two-digit GST state code, e.g. 29 for Karnataka.")
     elif gstin and gstin[:2] != state:
         errors.add("state_code", f"The GSTIN was issued in state {gstin[:2]}; the state code must match it.")
-    address = _text(errors, data, "address", max_len=1000) if "\n" not in str(data.get("address") or "") else \
-        str(data.get("address")).strip()
-    if len(address) > 1000:
-        errors.add("address", "At most 1000 characters.")
-    price_list_id = _price_list_id(errors, data)
+    address = _text(errors, data, "address", max_len=1000)
+    price_list_id = _price_list_id(errors, data, current=client.price_list_id if client else None)
     credit_limit = _paise(errors, data, "credit_limit", required=None)
     credit_days = _whole_number(errors, data, "credit_days", low=0, high=365, default=30,
                                 message="Credit days must be a whole number from 0 to 365.")

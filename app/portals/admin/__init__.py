@@ -6,4 +6,5 @@ from app.security import role_guard
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(role_guard([Role.ADMIN]))
 
-from app.portals.admin import audit_log, branches, catalogue, dashboard, tokens, users  # noqa: E402,F401
+from app.portals.admin import (audit_log, branches, catalogue, catalogue_panels, catalogue_prices,  # noqa: E402,F401
+                               catalogue_referrers, dashboard, tokens, users)
