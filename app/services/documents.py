@@ -2,8 +2,10 @@
 and the UPI QR for a bill. Everything user-supplied is escaped by Jinja, in PDFs too."""
 from __future__ import annotations
 
+import atexit
 import base64
 import io
+import threading
 from dataclasses import dataclass
 from datetime import date
 
@@ -29,19 +31,57 @@ def _receipt_page_size(size: str, bill: Bill, has_qr: bool) -> str:
     return f"80mm {height}mm"
 
 
-FONTS_CSS = PROJECT_ROOT / "static" / "fonts" / "pdf-fonts.css"
+FONTS_DIR = PROJECT_ROOT / "static" / "fonts"
+# Bundled Noto fonts by Unicode block: a document loads only the scripts it contains.
+SCRIPT_FONTS: dict[str, tuple[int, int]] = {
+    "devanagari": (0x0900, 0x097F), "bengali": (0x0980, 0x09FF), "gurmukhi": (0x0A00, 0x0A7F),
+    "gujarati": (0x0A80, 0x0AFF), "oriya": (0x0B00, 0x0B7F), "tamil": (0x0B80, 0x0BFF),
+    "telugu": (0x0C00, 0x0C7F), "kannada": (0x0C80, 0x0CFF), "malayalam": (0x0D00, 0x0D7F),
+}
+_stylesheets: dict[frozenset[str], tuple[object, object]] = {}
+_stylesheets_lock = threading.Lock()
+atexit.register(_stylesheets.clear)  # release fontconfig objects before the interpreter tears down
+
+
+def scripts_in(text: str) -> frozenset[str]:
+    found = set()
+    for char in set(text):
+        code = ord(char)
+        if 0x0900 <= code <= 0x0D7F:
+            found.update(name for name, (low, high) in SCRIPT_FONTS.items() if low <= code <= high)
+    return frozenset(found)
+
+
+def _font_stylesheet(scripts: frozenset[str]):  # type: ignore[no-untyped-def]
+    """The @font-face rules for Latin plus `scripts`, built once per process and script set:
+    loading fonts costs a second, rendering with them milliseconds. The fonts are shipped
+    as TTF: decoding WOFF2 took seconds per font in fontTools."""
+    from weasyprint import CSS
+    from weasyprint.text.fonts import FontConfiguration
+
+    with _stylesheets_lock:
+        if scripts not in _stylesheets:
+            rules = []
+            for script in ("latin", *sorted(scripts)):
+                family = "Noto Sans" if script == "latin" else f"Noto Sans {script.capitalize()}"
+                prefix = "noto-sans-latin" if script == "latin" else f"noto-sans-{script}-{script}"
+                for weight in (400, 700):
+                    rules.append(f'@font-face {{ font-family: "{family}"; font-weight: {weight}; '
+                                 f'src: url("{prefix}-{weight}-normal.ttf") format("truetype"); }}')
+            config = FontConfiguration()
+            css = CSS(string="\n".join(rules), base_url=str(FONTS_DIR) + "/", font_config=config)
+            _stylesheets[scripts] = (config, css)
+        return _stylesheets[scripts]
 
 
 def _pdf(html: str) -> bytes:
     """HTML → PDF with the bundled Noto fonts, so names in Indian scripts print correctly
     whatever fonts the server has. WeasyPrint is imported lazily: the web process need not
     load it at start."""
-    from weasyprint import CSS, HTML
-    from weasyprint.text.fonts import FontConfiguration
+    from weasyprint import HTML
 
-    fonts = FontConfiguration()
-    return HTML(string=html).write_pdf(stylesheets=[CSS(filename=str(FONTS_CSS), font_config=fonts)],
-                                       font_config=fonts)
+    config, css = _font_stylesheet(scripts_in(html))
+    return HTML(string=html).write_pdf(stylesheets=[css], font_config=config)
 
 
 def code128_data_uri(value: str) -> str:
