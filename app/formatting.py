@@ -44,6 +44,10 @@ def parse_rupees(text: str | None) -> int:
         value = Decimal(cleaned)
     except InvalidOperation:
         raise ValueError("Enter an amount in rupees, like 250 or 250.50.") from None
+    if not value.is_finite():
+        raise ValueError("Enter an amount in rupees, like 250 or 250.50.")
+    if abs(value) > Decimal("10000000"):
+        raise ValueError("That amount is too large.")
     if value != value.quantize(Decimal("0.01")):
         raise ValueError("At most two decimals (paise).")
     if abs(value) > Decimal("10000000"):

@@ -70,7 +70,8 @@ def _touches_tenant_tables(state: ORMExecuteState) -> bool:
     if unscoped:
         raise TenantQueryUnscoped(
             f"statement reads {', '.join(sorted(t.name for t in unscoped))} without an ORM entity to scope; "
-            "name a column of the model (e.g. select(func.count(Model.id))) or pass all_tenants=True"
+            "select a column of every tenant model the statement reads, joined ones too "
+            "(e.g. select(func.count(Model.id))), or pass all_tenants=True"
         )
     return bool(scoped)
 

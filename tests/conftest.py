@@ -15,7 +15,7 @@ import redis as redis_lib
 from app.embedded import ensure_environment
 
 TEST_DB_NAME = os.environ.get("LIS_TEST_DATABASE", "lis_test")
-TEST_REDIS_DB = 15
+TEST_REDIS_DB = int(os.environ.get("LIS_TEST_REDIS_DB", "15"))
 
 
 def _with_database(url: str, name: str) -> str:

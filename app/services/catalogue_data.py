@@ -460,7 +460,7 @@ BIOCHEMISTRY: tuple[TestDef, ...] = (
     T("FT4", "Free T4", "3024-7", "BIOC", *SERUM, "ng/dL", "numeric", 2, "CLIA", 24, 300,
       iv(0.93, 1.70, src=INSERT + " (adult values)")),
     # Iron, vitamins
-    T("IRON", "Iron, serum", "2498-4", "BIOC", *SERUM, "ug/dL", "numeric", 0, "Ferrozine", 24, 300,
+    T("FE", "Iron, serum", "2498-4", "BIOC", *SERUM, "ug/dL", "numeric", 0, "Ferrozine", 24, 300,
       iv(50, 120, ages=UNDER_18, src=TIETZ),
       iv(65, 175, sex="male", ages=ADULT, src=TIETZ),
       iv(50, 170, sex="female", ages=ADULT, src=TIETZ)),
@@ -635,7 +635,7 @@ URINE_ITEMS = ("UCOL", "UAPP", "UPH", "USG", "UPRO", "UGLU", "UKET", "UBIL", "UU
                "UPUS", "URBC", "UEPI", "UCAST", "UCRYS")
 STOOL_ITEMS = ("SCOL", "SCONS", "SOBT", "SOVA")
 COAG_ITEMS = ("PT", "INR", "APTT")
-IRON_ITEMS = ("IRON", "TIBC", "TSAT", "FERR")
+IRON_ITEMS = ("FE", "TIBC", "TSAT", "FERR")
 ACR_ITEMS = ("MALB", "UCREA", "UACR")
 
 

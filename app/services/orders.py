@@ -56,8 +56,8 @@ class Orderable:
 
 
 def _price_overrides(client: Client | None) -> tuple[dict[int, int], dict[int, int]]:
-    if client is None or client.price_list_id is None:
-        return {}, {}
+    if client is None or client.price_list is None or not client.price_list.active:
+        return {}, {}  # an inactive price list prices nothing
     rows = db.session.execute(select(PriceListItem).where(PriceListItem.price_list_id == client.price_list_id)).scalars()
     tests, panels = {}, {}
     for row in rows:
@@ -76,7 +76,8 @@ def resolve(codes: list[str], client: Client | None = None) -> tuple[list[Ordera
         select(LabTest).where(LabTest.code.in_(wanted), LabTest.active.is_(True), LabTest.orderable.is_(True))).scalars()}
     panels = {p.code: p for p in db.session.execute(
         select(Panel).where(Panel.code.in_(wanted), Panel.active.is_(True))
-        .options(selectinload(Panel.items))).scalars()}
+        .options(selectinload(Panel.items).selectinload(PanelItem.test))).scalars()
+        if all(item.test.active for item in p.items)}  # a panel with a deactivated test is not offered
     found, unknown = [], []
     for code in wanted:
         if code in panels:

@@ -314,3 +314,28 @@ def _inflated(pdf: bytes) -> bytes:
         except zlib.error:
             pass
     return b"".join(parts)
+
+
+def test_panels_with_a_deactivated_test_and_inactive_price_lists_do_not_apply(desk, session):
+    from app.models import Client, PriceList, PriceListItem
+    from app.services import orders
+
+    price_list = PriceList(name="Hospital rates", active=False)
+    session.add(price_list)
+    session.flush()
+    session.add(PriceListItem(price_list_id=price_list.id, test_id=desk["tests"]["GLUF"].id, price_paise=1))
+    hospital = Client(code="H1", name="Hospital", price_list_id=price_list.id)
+    session.add(hospital)
+    desk["tests"]["WBC"].active = False
+    session.commit()
+    found, unknown = orders.resolve(["CBC", "GLUF"], hospital)
+    assert unknown == ["CBC"]  # CBC has a deactivated member test
+    assert [(o.code, o.price_paise) for o in found] == [("GLUF", 8000)]  # inactive list: catalogue price
+
+
+@pytest.mark.parametrize("typed", ["Infinity", "NaN", "1e400", "-sNaN"])
+def test_non_numbers_are_not_amounts(typed):
+    from app.formatting import parse_rupees
+
+    with pytest.raises(ValueError):
+        parse_rupees(typed)

@@ -360,23 +360,6 @@ def test_profiles_are_not_dearer_than_their_tests():
         assert p.rupees <= sum(BY_CODE[code].rupees for code in p.items), p.code
 
 
-def test_demo_catalogue_codes_agree_with_the_standard_catalogue():
-    """The loader tops up the demo lab: a demo code that is also a standard code must mean
-    the same test (same LOINC and department)."""
-    seed = pytest.importorskip("app.services.seed")
-    demo = getattr(seed, "DEMO_TESTS", None)
-    if not demo:
-        pytest.skip("the demo seed no longer lists its tests")
-    shared = 0
-    for row in demo:
-        code, _name, loinc, dept = row[:4]
-        if code in BY_CODE:
-            shared += 1
-            assert BY_CODE[code].loinc == loinc, code
-            assert BY_CODE[code].department == dept, code
-    assert shared >= 5
-
-
 def test_each_interval_set_is_deduplicated():
     for t in TESTS:
         keys = defaultdict(int)
