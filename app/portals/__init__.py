@@ -21,6 +21,17 @@ def see_other(url: str, *, full_page: bool = False) -> Response:
     return redirect(url, code=303)
 
 
+def page_after_post(url: str, template: str, **context: Any) -> Response:
+    """After a successful POST, answer htmx with the next page itself (swapped into <body>,
+    its URL pushed) instead of a redirect the browser must then fetch: one round trip
+    fewer on a 400 ms line. A plain form still gets 303 (post/redirect/get)."""
+    if not getattr(request, "htmx", False):
+        return redirect(url, code=303)
+    response = Response(render_template(template, **context))
+    response.headers.update({"HX-Retarget": "body", "HX-Reswap": "innerHTML", "HX-Push-Url": url})
+    return response
+
+
 def form_page(page: str, fragment: str, form: FlaskForm, status: int = 200, **context: Any) -> tuple[str, int]:
     """The whole page for a plain request, only the form fragment for htmx (same template)."""
     template = fragment if getattr(request, "htmx", False) else page

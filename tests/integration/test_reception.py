@@ -339,3 +339,31 @@ def test_non_numbers_are_not_amounts(typed):
 
     with pytest.raises(ValueError):
         parse_rupees(typed)
+
+
+HTMX = {"HX-Request": "true"}
+
+
+def test_htmx_register_answers_with_the_patient_page_in_one_trip(client, desk):
+    response = client.post_form("/reception/patients/new", ASHA, headers=HTMX)
+    assert response.status_code == 200
+    assert response.headers["HX-Retarget"] == "body" and response.headers["HX-Reswap"] == "innerHTML"
+    url = response.headers["HX-Push-Url"]
+    assert re.fullmatch(r"/reception/patients/\d{7}", url)
+    assert "Asha Rao" in response.get_data(as_text=True) and "New order" in response.get_data(as_text=True)
+
+
+def test_htmx_order_and_payment_answer_with_the_order_page(client, desk, session, patient_mrn):
+    response, data = new_order(client, patient_mrn, tests="GLUF")  # plain form: 303
+    assert response.status_code == 303
+    order_page = client.post_form(f"/reception/patients/{patient_mrn}/orders", {**data, "idempotency_key": "htmx-1"},
+                                  headers=HTMX)
+    assert order_page.status_code == 200 and order_page.headers["HX-Push-Url"].startswith("/reception/orders/")
+    bill = session.execute(select(Bill).order_by(Bill.id.desc())).scalars().first()
+    paid = client.post_form(f"/reception/bills/{bill.number}/payments",
+                            {"mode": "cash", "amount": "80", "idempotency_key": "pay-htmx-1"}, headers=HTMX)
+    assert paid.status_code == 200 and "Payment recorded" in paid.get_data(as_text=True)
+    refused = client.post_form(f"/reception/bills/{bill.number}/payments",
+                               {"mode": "cash", "amount": "1", "idempotency_key": "pay-htmx-2"}, headers=HTMX)
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and body.count("more than the amount due") == 1  # once, in the form

@@ -6,7 +6,7 @@ from flask_login import current_user
 
 from app.extensions import db
 from app.models import Patient
-from app.portals import see_other
+from app.portals import page_after_post, see_other
 from app.portals.reception import bp
 from app.portals.reception.forms import PatientForm, SearchForm, service_input, show_errors
 from app.security import get_or_404
@@ -52,7 +52,8 @@ def patient_new():  # type: ignore[no-untyped-def]
         return render_template(_fragment("reception/patient_new.html", "reception/_patient_form.html"),
                                form=form, candidates=dup.candidates), 409
     flash(f"Registered {patient.full_name} — MRN {patient.mrn}.", "success")
-    return see_other(url_for(".patient", mrn=patient.mrn))
+    return page_after_post(url_for(".patient", mrn=patient.mrn), "reception/patient.html", patient=patient,
+                           orders=orders.for_patient(patient))
 
 
 @bp.get("/patients/<mrn>", endpoint="patient")

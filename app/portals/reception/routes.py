@@ -8,8 +8,8 @@ from flask_login import current_user
 
 from app.extensions import db
 from app.formatting import parse_rupees
-from app.models import Branch, Organization, Patient, Sample
-from app.portals import see_other
+from app.models import Branch, Organization, Patient
+from app.portals import page_after_post
 from app.portals.reception import bp
 from app.portals.reception.forms import SearchForm
 from app.security import get_or_404
@@ -101,17 +101,22 @@ def order_create(mrn: str):  # type: ignore[no-untyped-def]
         db.session.rollback()
         return render_template(_fragment("reception/order_new.html", "reception/_order_form.html"),
                                **_order_form_context(patient, req, err.errors)), 422
-    return see_other(url_for(".order", accession=order.accession))
+    order = orders.by_accession(order.accession)
+    return page_after_post(url_for(".order", accession=order.accession), "reception/order.html",
+                           **_order_page_context(order))
+
+
+def _order_page_context(order, **extra):  # type: ignore[no-untyped-def]
+    org = db.session.get(Organization, current_user.org_id)
+    bills = orders.bills_of(order)
+    return dict(order=order, bills=bills, org=org, upi={b.id: documents.upi_for_bill(org, b) for b in bills},
+                payment_key=uuid.uuid4().hex, **extra)
 
 
 @bp.get("/orders/<accession>", endpoint="order")
 def order_view(accession: str):  # type: ignore[no-untyped-def]
     order = orders.by_accession(accession) or _not_found()
-    org = db.session.get(Organization, current_user.org_id)
-    bills = orders.bills_of(order)
-    return render_template("reception/order.html", order=order, bills=bills, org=org,
-                           upi={b.id: documents.upi_for_bill(org, b) for b in bills},
-                           payment_key=uuid.uuid4().hex)
+    return render_template("reception/order.html", **_order_page_context(order))
 
 
 def _not_found():  # type: ignore[no-untyped-def]
@@ -132,15 +137,13 @@ def payment_create(number: str):  # type: ignore[no-untyped-def]
     except (billing.PaymentInvalid, ValueError) as err:
         db.session.rollback()
         message = err.message if isinstance(err, billing.PaymentInvalid) else str(err)
-        flash(message, "error")
         order = orders.by_accession(bill.order.accession)
-        org = db.session.get(Organization, current_user.org_id)
-        bills = orders.bills_of(order)
-        return render_template("reception/order.html", order=order, bills=bills, org=org,
-                               upi={b.id: documents.upi_for_bill(org, b) for b in bills},
-                               payment_key=uuid.uuid4().hex, payment_error=(bill.id, message)), 422
+        return render_template("reception/order.html",
+                               **_order_page_context(order, payment_error=(bill.id, message))), 422
     flash(f"Payment recorded on {bill.number}.", "success")
-    return see_other(url_for(".order", accession=bill.order.accession))
+    order = orders.by_accession(bill.order.accession)
+    return page_after_post(url_for(".order", accession=order.accession), "reception/order.html",
+                           **_order_page_context(order))
 
 
 @bp.get("/orders/<accession>/labels.pdf", endpoint="labels")
