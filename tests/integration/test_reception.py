@@ -43,7 +43,8 @@ def test_register_gives_an_mrn_with_a_check_digit_and_is_audited(client, desk, s
     assert "234123412346" not in repr(patient.__dict__)  # never stored in full
     page = client.get(f"/reception/patients/{mrn}").get_data(as_text=True)
     assert "XXXX XXXX 2346" in page and "2341 2341 2346" not in page and mrn in page
-    event = session.execute(select(AuditEvent).where(AuditEvent.action == "patient.registered")).scalar_one()
+    event = session.execute(select(AuditEvent).where(AuditEvent.action == "patient.registered",
+                                                     AuditEvent.entity_id == mrn)).scalar_one()
     assert event.entity_id == mrn and "2346" in event.after["aadhaar_masked"]
 
 
@@ -112,7 +113,8 @@ def test_patient_edit_is_audited(client, desk, session):
     mrn = register(client).headers["Location"].rsplit("/", 1)[1]
     response = client.post_form(f"/reception/patients/{mrn}/edit", {**ASHA, "city": "Mysuru"})
     assert response.status_code == 303
-    event = session.execute(select(AuditEvent).where(AuditEvent.action == "patient.updated")).scalar_one()
+    event = session.execute(select(AuditEvent).where(AuditEvent.action == "patient.updated",
+                                                     AuditEvent.entity_id == mrn)).scalar_one()
     assert event.before == {"city": ""} and event.after == {"city": "Mysuru"}
 
 
