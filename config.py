@@ -59,6 +59,9 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = True
     PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+    # The session lasts 12 h from login (a shift) instead of being re-signed and re-sent on
+    # every response: less work per request, and a forgotten desk session still ends.
+    SESSION_REFRESH_EACH_REQUEST = False
     REMEMBER_COOKIE_DURATION = timedelta(seconds=0)  # no "remember me" on shared desks
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     # Database

@@ -21,9 +21,13 @@ def _file_digest(path: str, mtime: float) -> str:
 
 
 def static_digest(app: Flask, filename: str) -> str | None:
+    """The content digest of a static file, for its URL. Computed once per process; in
+    debug mode the file's mtime is checked so edits show at once."""
     path = Path(app.static_folder or "") / filename
     try:
-        return _file_digest(str(path), path.stat().st_mtime)
+        if app.debug:
+            return _file_digest(str(path), path.stat().st_mtime)
+        return _file_digest(str(path), 0.0)
     except OSError:
         return None
 

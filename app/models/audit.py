@@ -19,6 +19,8 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_event_org_at", "org_id", "at"),
         Index("ix_audit_event_entity", "entity_type", "entity_id"),
+        # "Your recent activity" on every staff dashboard: without it, a scan of the whole trail.
+        Index("ix_audit_event_org_actor_at", "org_id", "actor_user_id", "at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

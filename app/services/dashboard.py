@@ -1,10 +1,10 @@
 """What each role's dashboard shows. One query each, kept small: dashboards are the
-most-loaded pages of the day and are benchmarked (bench/dashboards.py)."""
+most-loaded pages of the day and are benchmarked (bench/run.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 
 from app.extensions import db
 from app.models import AuditEvent, Branch, Department, LabTest, User
@@ -13,15 +13,18 @@ from app.models import AuditEvent, Branch, Department, LabTest, User
 @dataclass
 class Summary:
     counts: dict[str, int] = field(default_factory=dict)
-    recent: list[AuditEvent] = field(default_factory=list)
+    recent: list[Row] = field(default_factory=list)
     departments: list[tuple[str, int]] = field(default_factory=list)
 
 
-def _recent_activity(user: User, *, mine: bool, limit: int = 8) -> list[AuditEvent]:
-    stmt = select(AuditEvent).where(AuditEvent.org_id == user.org_id)
+def _recent_activity(user: User, *, mine: bool, limit: int = 8) -> list[Row]:
+    """The newest audit rows, only the columns the table shows (before/after JSON stays in
+    the database); served by ix_audit_event_org_at / ix_audit_event_org_actor_at."""
+    stmt = select(AuditEvent.at, AuditEvent.actor_label, AuditEvent.action, AuditEvent.entity_type,
+                  AuditEvent.entity_id).where(AuditEvent.org_id == user.org_id)
     if mine:
         stmt = stmt.where(AuditEvent.actor_user_id == user.id)
-    return list(db.session.execute(stmt.order_by(AuditEvent.id.desc()).limit(limit)).scalars())
+    return list(db.session.execute(stmt.order_by(AuditEvent.at.desc()).limit(limit)))
 
 
 def admin_summary(user: User) -> Summary:

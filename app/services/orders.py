@@ -6,6 +6,7 @@ reason and stays within the person's limit; a double-clicked submit creates one 
 from __future__ import annotations
 
 from collections import OrderedDict
+from datetime import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ from app import audit
 from app.extensions import db
 from app.models import (Bill, Branch, Client, LabTest, Order, OrderItem, OrderTest, Organization, Panel,
                         PanelItem, Patient, PriceListItem, Referrer, Sample)
+from app.formatting import IST
 from app.services import ServiceError, billing, identifiers
 
 PRIORITIES = ("routine", "urgent", "stat")
@@ -240,8 +242,8 @@ def for_patient(patient: Patient, *, limit: int = 20) -> list[Order]:
 
 def todays_orders(branch_id: int | None, *, limit: int = 30) -> list[Order]:
     """Orders registered today (India time), newest first; one branch's when given."""
-    today_ist = func.date_trunc("day", func.timezone("Asia/Kolkata", func.now()))
-    stmt = select(Order).where(func.timezone("Asia/Kolkata", Order.created_at) >= today_ist)
+    midnight_ist = datetime.now(IST).replace(hour=0, minute=0, second=0, microsecond=0)
+    stmt = select(Order).where(Order.created_at >= midnight_ist)  # served by (org_id, created_at)
     if branch_id:
         stmt = stmt.where(Order.branch_id == branch_id)
     stmt = stmt.options(selectinload(Order.patient)).order_by(Order.id.desc()).limit(limit)
