@@ -61,19 +61,40 @@ def _tenant_tables() -> set[Table]:
 _TENANT_TABLES: set[Table] | None = None
 
 
-def _touches_tenant_tables(state: ORMExecuteState) -> bool:
+# The analysis depends only on the statement's shape, not its parameters: it is cached by
+# SQLAlchemy's own cache key (the same statement built again per request hits the cache).
+_ANALYSIS_CACHE: dict[object, tuple[bool, frozenset[str]]] = {}
+_ANALYSIS_CACHE_LIMIT = 2000
+
+
+def _analyse(state: ORMExecuteState) -> tuple[bool, frozenset[str]]:
+    """(reads a tenant table the ORM will scope, names of tenant tables it cannot scope)."""
+    cache_key = state.statement._generate_cache_key()
+    key = cache_key.key if cache_key is not None else None  # the shape, without parameter values
+    cached = _ANALYSIS_CACHE.get(key) if key is not None else None
+    if cached is not None:
+        return cached
     scoped = {m.local_table for m in state.all_mappers if issubclass(m.class_, TenantScoped)}
     # Tables the statement reads without the ORM knowing their entity (select_from() with
-    # only func.count(), a textual join...) would escape with_loader_criteria: refuse them.
-    unscoped = {t for t in find_tables(state.statement, include_crud=True) if isinstance(t, Table)} & _tenant_tables()
-    unscoped -= scoped
+    # only func.count(), an entity inside a scalar subquery...) would escape the criteria.
+    tables = {t for t in find_tables(state.statement, include_crud=True) if isinstance(t, Table)}
+    result = (bool(scoped), frozenset(t.name for t in (tables & _tenant_tables()) - scoped))
+    if key is not None:
+        if len(_ANALYSIS_CACHE) >= _ANALYSIS_CACHE_LIMIT:
+            _ANALYSIS_CACHE.clear()
+        _ANALYSIS_CACHE[key] = result
+    return result
+
+
+def _touches_tenant_tables(state: ORMExecuteState) -> bool:
+    scoped, unscoped = _analyse(state)
     if unscoped:
         raise TenantQueryUnscoped(
-            f"statement reads {', '.join(sorted(t.name for t in unscoped))} without an ORM entity to scope; "
+            f"statement reads {', '.join(sorted(unscoped))} without an ORM entity to scope; "
             "select a column of every tenant model the statement reads, joined ones too "
             "(e.g. select(func.count(Model.id))), or pass all_tenants=True"
         )
-    return bool(scoped)
+    return scoped
 
 
 @event.listens_for(Session, "do_orm_execute")
