@@ -98,6 +98,30 @@ def record(
     return event
 
 
+def add_created(obj: Any, *, entity_type: str, fields: Iterable[str], key: str = "id",
+                extra: dict[str, Any] | None = None) -> Any:
+    """Add a new row, flush it for its id, and audit `<entity_type>.created` with its fields."""
+    db.session.add(obj)
+    db.session.flush()
+    record(f"{entity_type}.created", entity_type=entity_type, entity_id=getattr(obj, key),
+           after={**snapshot(obj, fields), **(extra or {})})
+    return obj
+
+
+def apply_changes(obj: Any, values: dict[str, Any], *, entity_type: str, fields: Iterable[str],
+                  key: str = "id") -> dict[str, Any]:
+    """Set `values` on a row and audit `<entity_type>.updated` with only the fields that
+    changed (nothing is recorded when nothing changed). Returns the changed fields."""
+    fields = tuple(fields)
+    before = snapshot(obj, fields)
+    for name, value in values.items():
+        setattr(obj, name, value)
+    old, new = changes(before, snapshot(obj, fields))
+    if new:
+        record(f"{entity_type}.updated", entity_type=entity_type, entity_id=getattr(obj, key), before=old, after=new)
+    return new
+
+
 def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Only the fields that changed, so the trail says what happened without noise."""
     keys = [k for k in after if before.get(k) != after.get(k)]

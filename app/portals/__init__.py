@@ -32,9 +32,19 @@ def page_after_post(url: str, template: str, **context: Any) -> Response:
     return response
 
 
+def wants_fragment() -> bool:
+    """An htmx request that swaps part of a page (a history restore needs the whole page)."""
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.history_restore_request
+
+
+def page_or_fragment(page: str, fragment: str) -> str:
+    return fragment if wants_fragment() else page
+
+
 def form_page(page: str, fragment: str, form: FlaskForm, status: int = 200, **context: Any) -> tuple[str, int]:
     """The whole page for a plain request, only the form fragment for htmx (same template)."""
-    template = fragment if getattr(request, "htmx", False) else page
+    template = page_or_fragment(page, fragment)
     return render_template(template, form=form, **context), status
 
 

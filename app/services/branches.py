@@ -41,23 +41,14 @@ def create_branch(data: Mapping[str, Any]) -> Branch:
     exists = db.session.execute(select(func.count(Branch.id)).where(Branch.code == values["code"])).scalar_one()
     if exists:
         raise ServiceError("Another branch already uses this code.", field="code")
-    branch = Branch(**values)
-    db.session.add(branch)
-    db.session.flush()
-    audit.record("branch.created", entity_type="branch", entity_id=branch.id, after=audit.snapshot(branch, AUDITED))
-    return branch
+    return audit.add_created(Branch(**values), entity_type="branch", fields=AUDITED)
 
 
 def update_branch(branch: Branch, data: Mapping[str, Any]) -> Branch:
     values = _clean(data)
     if values["code"] != branch.code:
         raise ServiceError("A branch code cannot change once documents may carry it.", field="code")
-    before = audit.snapshot(branch, AUDITED)
-    for key, value in values.items():
-        setattr(branch, key, value)
-    old, new = audit.changes(before, audit.snapshot(branch, AUDITED))
-    if new:
-        audit.record("branch.updated", entity_type="branch", entity_id=branch.id, before=old, after=new)
+    audit.apply_changes(branch, values, entity_type="branch", fields=AUDITED)
     return branch
 
 

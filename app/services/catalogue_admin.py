@@ -293,22 +293,14 @@ def lab_test_is_ordered(test: LabTest) -> bool:
 
 def create_test(data: Mapping[str, Any]) -> LabTest:
     test = LabTest(**_test_values(data, None))
-    db.session.add(test)
-    db.session.flush()
-    audit.record("lab_test.created", entity_type="lab_test", entity_id=test.id,
-                 after=audit.snapshot(test, TEST_AUDITED))
+    audit.add_created(test, entity_type="lab_test", fields=TEST_AUDITED)
     return test
 
 
 def update_test(test: LabTest, data: Mapping[str, Any]) -> LabTest:
     """Edit a test. Tests are never deleted (orders and results point at them): deactivate."""
     values = _test_values(data, test)
-    before = audit.snapshot(test, TEST_AUDITED)
-    for key, value in values.items():
-        setattr(test, key, value)
-    old, new = audit.changes(before, audit.snapshot(test, TEST_AUDITED))
-    if new:
-        audit.record("lab_test.updated", entity_type="lab_test", entity_id=test.id, before=old, after=new)
+    audit.apply_changes(test, values, entity_type="lab_test", fields=TEST_AUDITED)
     return test
 
 
@@ -486,22 +478,13 @@ def _overlapping_interval(test: LabTest, sex: str, age_min: int, age_max: int, *
 
 def add_interval(test: LabTest, data: Mapping[str, Any]) -> ReferenceInterval:
     interval = ReferenceInterval(test_id=test.id, **_interval_values(test, data, None))
-    db.session.add(interval)
-    db.session.flush()
-    audit.record("reference_interval.created", entity_type="reference_interval", entity_id=interval.id,
-                 after=audit.snapshot(interval, INTERVAL_AUDITED))
+    audit.add_created(interval, entity_type="reference_interval", fields=INTERVAL_AUDITED)
     return interval
 
 
 def update_interval(interval: ReferenceInterval, data: Mapping[str, Any]) -> ReferenceInterval:
     values = _interval_values(interval.test, data, interval)
-    before = audit.snapshot(interval, INTERVAL_AUDITED)
-    for key, value in values.items():
-        setattr(interval, key, value)
-    old, new = audit.changes(before, audit.snapshot(interval, INTERVAL_AUDITED))
-    if new:
-        audit.record("reference_interval.updated", entity_type="reference_interval", entity_id=interval.id,
-                     before=old, after=new)
+    audit.apply_changes(interval, values, entity_type="reference_interval", fields=INTERVAL_AUDITED)
     return interval
 
 
@@ -602,12 +585,7 @@ def create_panel(data: Mapping[str, Any]) -> Panel:
 def update_panel(panel: Panel, data: Mapping[str, Any]) -> Panel:
     values, errors = _panel_values(data, panel)
     errors.raise_if_any()
-    before = audit.snapshot(panel, PANEL_AUDITED)
-    for key, value in values.items():
-        setattr(panel, key, value)
-    old, new = audit.changes(before, audit.snapshot(panel, PANEL_AUDITED))
-    if new:
-        audit.record("panel.updated", entity_type="panel", entity_id=panel.id, before=old, after=new)
+    audit.apply_changes(panel, values, entity_type="panel", fields=PANEL_AUDITED)
     return panel
 
 
@@ -743,21 +721,13 @@ def _referrer_values(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def create_referrer(data: Mapping[str, Any]) -> Referrer:
     referrer = Referrer(**_referrer_values(data))
-    db.session.add(referrer)
-    db.session.flush()
-    audit.record("referrer.created", entity_type="referrer", entity_id=referrer.id,
-                 after=audit.snapshot(referrer, REFERRER_AUDITED))
+    audit.add_created(referrer, entity_type="referrer", fields=REFERRER_AUDITED)
     return referrer
 
 
 def update_referrer(referrer: Referrer, data: Mapping[str, Any]) -> Referrer:
     values = _referrer_values(data)
-    before = audit.snapshot(referrer, REFERRER_AUDITED)
-    for key, value in values.items():
-        setattr(referrer, key, value)
-    old, new = audit.changes(before, audit.snapshot(referrer, REFERRER_AUDITED))
-    if new:
-        audit.record("referrer.updated", entity_type="referrer", entity_id=referrer.id, before=old, after=new)
+    audit.apply_changes(referrer, values, entity_type="referrer", fields=REFERRER_AUDITED)
     return referrer
 
 
@@ -812,21 +782,13 @@ def _price_list_values(data: Mapping[str, Any], price_list: PriceList | None) ->
 
 def create_price_list(data: Mapping[str, Any]) -> PriceList:
     price_list = PriceList(**_price_list_values(data, None))
-    db.session.add(price_list)
-    db.session.flush()
-    audit.record("price_list.created", entity_type="price_list", entity_id=price_list.id,
-                 after=audit.snapshot(price_list, PRICE_LIST_AUDITED))
+    audit.add_created(price_list, entity_type="price_list", fields=PRICE_LIST_AUDITED)
     return price_list
 
 
 def update_price_list(price_list: PriceList, data: Mapping[str, Any]) -> PriceList:
     values = _price_list_values(data, price_list)
-    before = audit.snapshot(price_list, PRICE_LIST_AUDITED)
-    for key, value in values.items():
-        setattr(price_list, key, value)
-    old, new = audit.changes(before, audit.snapshot(price_list, PRICE_LIST_AUDITED))
-    if new:
-        audit.record("price_list.updated", entity_type="price_list", entity_id=price_list.id, before=old, after=new)
+    audit.apply_changes(price_list, values, entity_type="price_list", fields=PRICE_LIST_AUDITED)
     return price_list
 
 
@@ -1009,21 +971,13 @@ def _client_values(data: Mapping[str, Any], client: Client | None) -> dict[str, 
 
 def create_client(data: Mapping[str, Any]) -> Client:
     client = Client(**_client_values(data, None))
-    db.session.add(client)
-    db.session.flush()
-    audit.record("client.created", entity_type="client", entity_id=client.id,
-                 after=audit.snapshot(client, CLIENT_AUDITED))
+    audit.add_created(client, entity_type="client", fields=CLIENT_AUDITED)
     return client
 
 
 def update_client(client: Client, data: Mapping[str, Any]) -> Client:
     values = _client_values(data, client)
-    before = audit.snapshot(client, CLIENT_AUDITED)
-    for key, value in values.items():
-        setattr(client, key, value)
-    old, new = audit.changes(before, audit.snapshot(client, CLIENT_AUDITED))
-    if new:
-        audit.record("client.updated", entity_type="client", entity_id=client.id, before=old, after=new)
+    audit.apply_changes(client, values, entity_type="client", fields=CLIENT_AUDITED)
     return client
 
 

@@ -251,12 +251,7 @@ def update(patient: Patient, raw: dict[str, Any]) -> Patient:
     """Edit a patient (audited, only changed fields). An empty Aadhaar keeps the stored one."""
     data = validate(raw)
     values = _values(data)
-    before = audit.snapshot(patient, AUDITED)
-    for key, value in values.items():
-        setattr(patient, key, value)
-    old, new = audit.changes(before, audit.snapshot(patient, AUDITED))
-    if new:
-        audit.record("patient.updated", entity_type="patient", entity_id=patient.mrn, before=old, after=new)
+    audit.apply_changes(patient, values, entity_type="patient", fields=AUDITED, key="mrn")
     return patient
 
 

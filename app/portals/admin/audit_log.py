@@ -9,6 +9,7 @@ from flask_login import current_user
 from app import audit
 from app.extensions import db
 from app.formatting import IST
+from app.portals import page_or_fragment
 from app.portals.admin import bp
 from app.portals.admin.forms import AuditFilterForm
 
@@ -33,6 +34,5 @@ def audit_view():  # type: ignore[no-untyped-def]
     )
     events = db.session.execute(stmt.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).scalars().all()
     context = dict(form=form, events=events[:PAGE_SIZE], page=page, has_next=len(events) > PAGE_SIZE)
-    template = "admin/_audit_rows.html" if request.htmx and not request.htmx.history_restore_request else "admin/audit.html"
-    return render_template(template, **context)
+    return render_template(page_or_fragment("admin/audit.html", "admin/_audit_rows.html"), **context)
 

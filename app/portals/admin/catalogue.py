@@ -10,7 +10,7 @@ from flask_wtf import FlaskForm
 
 from app.extensions import db
 from app.models import LabTest, ReferenceInterval
-from app.portals import attach_service_error, see_other
+from app.portals import attach_service_error, see_other, wants_fragment
 from app.portals.admin import bp
 from app.portals.admin.forms import CatalogueFilterForm, IntervalForm, LabTestForm
 from app.security import get_or_404
@@ -20,11 +20,6 @@ from app.services import catalogue_admin as catalogue
 # Formatting helpers the catalogue templates share.
 TEMPLATE_HELPERS = {"plain": catalogue.plain_number, "age_band": catalogue.age_band_label,
                     "rupees_text": catalogue.rupees_text}
-
-
-def wants_fragment() -> bool:
-    """An htmx request for part of a page (a history restore wants the whole page)."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def show_errors(form: FlaskForm, err: ServiceError) -> None:

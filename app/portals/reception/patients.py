@@ -6,22 +6,18 @@ from flask_login import current_user
 
 from app.extensions import db
 from app.models import Patient
-from app.portals import page_after_post, see_other
+from app.portals import page_after_post, page_or_fragment, see_other
 from app.portals.reception import bp
 from app.portals.reception.forms import PatientForm, SearchForm, service_input, show_errors
 from app.security import get_or_404
 from app.services import orders, patients
 
 
-def _fragment(page: str, fragment: str) -> str:
-    return fragment if request.htmx and not request.htmx.history_restore_request else page
-
-
 @bp.get("/patients", endpoint="patient_search")
 def patient_search():  # type: ignore[no-untyped-def]
     form = SearchForm(request.args)
     results = patients.search(form.q.data or "")
-    return render_template(_fragment("reception/search.html", "reception/_search_results.html"),
+    return render_template(page_or_fragment("reception/search.html", "reception/_search_results.html"),
                            form=form, results=results, query=form.q.data or "")
 
 
@@ -37,7 +33,7 @@ def patient_new():  # type: ignore[no-untyped-def]
             form.name.data = typed
         return render_template("reception/patient_new.html", form=form)
     if not form.validate_on_submit():
-        return render_template(_fragment("reception/patient_new.html", "reception/_patient_form.html"), form=form), 422
+        return render_template(page_or_fragment("reception/patient_new.html", "reception/_patient_form.html"), form=form), 422
     try:
         patient = patients.register(service_input(form), branch_id=current_user.branch_id,
                                     created_by_id=current_user.id, confirm_new=form.confirm_new.data == "1")
@@ -45,11 +41,11 @@ def patient_new():  # type: ignore[no-untyped-def]
     except patients.PatientInvalid as err:
         db.session.rollback()
         show_errors(form, err.errors)
-        return render_template(_fragment("reception/patient_new.html", "reception/_patient_form.html"), form=form), 422
+        return render_template(page_or_fragment("reception/patient_new.html", "reception/_patient_form.html"), form=form), 422
     except patients.LikelyDuplicates as dup:
         db.session.rollback()
         form.confirm_new.data = "1"
-        return render_template(_fragment("reception/patient_new.html", "reception/_patient_form.html"),
+        return render_template(page_or_fragment("reception/patient_new.html", "reception/_patient_form.html"),
                                form=form, candidates=dup.candidates), 409
     flash(f"Registered {patient.full_name} — MRN {patient.mrn}.", "success")
     return page_after_post(url_for(".patient", mrn=patient.mrn), "reception/patient.html", patient=patient,
@@ -77,6 +73,6 @@ def patient_edit(mrn: str):  # type: ignore[no-untyped-def]
             else:
                 flash("Saved.", "success")
                 return see_other(url_for(".patient", mrn=patient.mrn))
-        return render_template(_fragment("reception/patient_edit.html", "reception/_patient_form.html"),
+        return render_template(page_or_fragment("reception/patient_edit.html", "reception/_patient_form.html"),
                                form=form, patient=patient), 422
     return render_template("reception/patient_edit.html", form=form, patient=patient)

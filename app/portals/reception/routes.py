@@ -9,16 +9,12 @@ from flask_login import current_user
 from app.extensions import db
 from app.formatting import parse_rupees
 from app.models import Branch, Organization, Patient
-from app.portals import page_after_post
+from app.portals import page_after_post, page_or_fragment
 from app.portals.reception import bp
 from app.portals.reception.forms import SearchForm
 from app.security import get_or_404
 from app.services import billing, catalogue, orders
 from app.services import documents
-
-
-def _fragment(page: str, fragment: str) -> str:
-    return fragment if request.htmx and not request.htmx.history_restore_request else page
 
 
 def _desk_branch() -> Branch:
@@ -99,7 +95,7 @@ def order_create(mrn: str):  # type: ignore[no-untyped-def]
         db.session.commit()
     except orders.OrderInvalid as err:
         db.session.rollback()
-        return render_template(_fragment("reception/order_new.html", "reception/_order_form.html"),
+        return render_template(page_or_fragment("reception/order_new.html", "reception/_order_form.html"),
                                **_order_form_context(patient, req, err.errors)), 422
     order = orders.by_accession(order.accession)
     return page_after_post(url_for(".order", accession=order.accession), "reception/order.html",
