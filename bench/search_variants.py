@@ -16,6 +16,18 @@ for each variant builds its index and times every query with EXPLAIN (ANALYZE, T
            keeps today (top 20 by word similarity, floor 0.45), found by the index
 - gin+prefix: gin, except keys under 3 letters (no full trigram to index): a btree range
            scan of names beginning with the key (ix_patient_org_name_dob), in name order
+- words:   a different design, in three routes by what was typed (timed from the client,
+           all its statements together):
+           · under 3 letters: the btree range scan of gin+prefix;
+           · one word: the 3 dictionary words nearest to it (name_word: every distinct
+             folded word with its patient count, GiST trigram index; <<-> KNN is fast on a
+             table of short single words), then the newest 20 patients having each
+             (patient_word (org_id, word, patient_id DESC) btree), ranked by similarity;
+           · several words: the 8 nearest dictionary words of each typed word, then
+             patients whose words overlap every one of those sets (GIN on
+             string_to_array(name_search, ' '), with btree_gin for org_id), ranked.
+           Results are not the same rows as today's by design (every typed word must match
+           some word of the name), so "same scores" is not reported for it.
 
 Also reports, per variant, how many queries return the same similarity scores as today's
 (ids may differ among equal scores).
@@ -24,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -44,7 +57,7 @@ COLUMNS = "patient.*"  # the app selects every column of Patient
 KNN = f"""SELECT {COLUMNS}, word_similarity(%(k)s, name_search) AS s FROM patient
           WHERE org_id = %(org)s ORDER BY %(k)s <<-> name_search LIMIT 20"""
 GIN = f"""SELECT {COLUMNS}, word_similarity(%(k)s, name_search) AS s FROM patient
-          WHERE org_id = %(org)s AND %(k)s <% name_search
+          WHERE org_id = %(org)s AND %(k)s <%% name_search
           ORDER BY s DESC, name_search LIMIT 20"""
 PREFIX = f"""SELECT {COLUMNS}, word_similarity(%(k)s, name_search) AS s FROM patient
              WHERE org_id = %(org)s AND name_search >= %(k)s AND name_search < %(k_next)s
@@ -71,12 +84,67 @@ def next_prefix(key: str) -> str:
     return key[:-1] + chr(ord(key[-1]) + 1)
 
 
+WORDS_DDL = (
+    "CREATE EXTENSION IF NOT EXISTS btree_gin",
+    "CREATE INDEX ix_words ON patient USING gin (org_id, (string_to_array(name_search, ' ')))",
+    """CREATE TABLE name_word AS SELECT org_id, w AS word, count(*) AS patients
+       FROM patient, unnest(string_to_array(name_search, ' ')) w GROUP BY 1, 2""",
+    "ALTER TABLE name_word ADD PRIMARY KEY (org_id, word)",
+    "CREATE INDEX ix_name_word_trgm ON name_word USING gist (org_id, word gist_trgm_ops)",
+    """CREATE TABLE patient_word AS SELECT org_id, w AS word, id AS patient_id
+       FROM patient, unnest(string_to_array(name_search, ' ')) w""",
+    "CREATE INDEX ix_patient_word ON patient_word (org_id, word, patient_id DESC)",
+    "VACUUM ANALYZE patient", "VACUUM ANALYZE name_word", "VACUUM ANALYZE patient_word",
+)
+NEAREST_WORDS = """SELECT word FROM name_word WHERE org_id = %(org)s AND word_similarity(%(w)s, word) >= 0.3
+                   ORDER BY %(w)s <<-> word, patients DESC LIMIT %(n)s"""
+ONE_WORD = f"""SELECT {COLUMNS}, word_similarity(%(k)s, name_search) AS s FROM patient WHERE id IN (
+                 SELECT patient_id FROM unnest(%(c)s::text[]) AS c(word)
+                 CROSS JOIN LATERAL (SELECT patient_id FROM patient_word w WHERE w.org_id = %(org)s
+                                     AND w.word = c.word ORDER BY patient_id DESC LIMIT 20) hits)
+               ORDER BY s DESC, id DESC LIMIT 20"""
+MANY_WORDS = f"""SELECT {COLUMNS}, word_similarity(%(k)s, name_search) AS s FROM patient
+                 WHERE org_id = %(org)s AND {{conds}} ORDER BY s DESC, name_search LIMIT 20"""
+
+
+def words_search(conn: psycopg.Connection, key: str, org: int) -> int:
+    """The "words" design for one folded key; returns the number of rows found."""
+    words = key.split()
+    if len(key) < 3:
+        return len(conn.execute(PREFIX, {"k": key, "org": org, "k_next": next_prefix(key)}).fetchall())
+    if len(words) == 1:
+        nearest = [r[0] for r in conn.execute(NEAREST_WORDS, {"w": key, "n": 3, "org": org})]
+        return len(conn.execute(ONE_WORD, {"k": key, "c": nearest, "org": org}).fetchall())
+    params: dict[str, object] = {"k": key, "org": org}
+    conds = []
+    for i, word in enumerate(words):
+        nearest = [r[0] for r in conn.execute(NEAREST_WORDS, {"w": word, "n": 8, "org": org})]
+        if nearest:
+            params[f"c{i}"] = nearest
+            conds.append(f"string_to_array(name_search, ' ') && %(c{i})s")
+    return len(conn.execute(MANY_WORDS.format(conds=" AND ".join(conds) or "false"), params).fetchall())
+
+
+def time_words(conn: psycopg.Connection, names: dict[str, list[str]], org: int) -> None:
+    for ddl in WORDS_DDL:
+        conn.execute(ddl)
+    for kind, keys in names.items():
+        times = []
+        for key in keys:
+            started = time.perf_counter()
+            words_search(conn, key, org)
+            times.append((time.perf_counter() - started) * 1000)
+        p = search.percentiles(times)
+        print(f"{'words':<11} {kind:<14} {p['p50']:>8.2f} {p['p95']:>8.2f} {p['max']:>8.2f}  (client-timed)",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--per-kind", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7, help="bench/search.py's --seed")
     parser.add_argument("--keep", action="store_true", help=f"keep {SCRATCH}")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join([*VARIANTS, "words"]))
     args = parser.parse_args()
     from app.services.names import fold
 
@@ -96,6 +164,9 @@ def main() -> None:
             print(f"{'variant':<11} {'kind':<14} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  same scores", flush=True)
             built = None
             for variant in args.variants.split(","):
+                if variant == "words":
+                    time_words(conn, names, org)
+                    continue
                 ddl, query = VARIANTS[variant]
                 if ddl != built:
                     conn.execute("DROP INDEX IF EXISTS ix_variant")
