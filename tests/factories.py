@@ -73,3 +73,42 @@ class Factory:
         self.session.add(referrer)
         self.session.commit()
         return {"tests": tests, "cbc": cbc, "referrer": referrer}
+
+    def standard_catalogue(self, org: Organization) -> None:
+        """The full seeded catalogue (departments, 116 tests with intervals, panels)."""
+        from app.services import catalogue_seed
+
+        security.use_tenant(self.session, org.id)
+        catalogue_seed.load_standard_catalogue(org.id)
+        self.session.commit()
+
+    def patient(self, org: Organization, *, name: str | None = None, sex: str = "female",
+                dob: str = "1980-05-17", mobile: str | None = None):  # type: ignore[no-untyped-def]
+        from app.services import patients
+
+        security.use_tenant(self.session, org.id)
+        n = next(_seq)
+        with audit.acting_as(audit.AuditContext(actor_label="test", org_id=org.id)):
+            patient = patients.register({"name": name or f"Test Patient {chr(65 + n % 26)}{n}", "sex": sex,
+                                         "dob": dob, "mobile": mobile or f"98{n:08d}"[:10]},
+                                        branch_id=None, created_by_id=None, confirm_new=True)
+        self.session.commit()
+        return patient
+
+    def order(self, org: Organization, codes: list[str], *, patient=None, priority: str = "routine",  # type: ignore[no-untyped-def]
+              receive: bool = True):
+        """An order through the reception service; its tubes received at the lab unless told not to."""
+        from app.models import Branch
+        from app.services import orders, samples
+
+        patient = patient or self.patient(org)
+        security.use_tenant(self.session, org.id)
+        branch = self.session.query(Branch).filter_by(org_id=org.id, code="MAIN").one()
+        with audit.acting_as(audit.AuditContext(actor_label="test", org_id=org.id)):
+            order, _ = orders.create_order(patient, branch, orders.OrderRequest(codes=codes, priority=priority),
+                                           created_by_id=None, discount_limit_percent=100)
+            if receive:
+                for sample in order.samples:
+                    samples.receive(sample, user_id=None)
+        self.session.commit()
+        return order

@@ -160,6 +160,11 @@ def _next_number(sequence: str) -> str:
     return identifiers.with_check_digit(db.session.execute(text(f"SELECT nextval('{sequence}')")).scalar_one())
 
 
+def next_barcode() -> str:
+    """A new tube barcode (also used when a rejected tube is recollected)."""
+    return _next_number("sample_barcode_seq")
+
+
 def create_order(patient: Patient, branch: Branch, req: OrderRequest, *, created_by_id: int | None,
                  discount_limit_percent: int) -> tuple[Order, list[Bill]]:
     """Create the order, its tests, its tubes and its bill(s) in one transaction."""
@@ -200,7 +205,7 @@ def create_order(patient: Patient, branch: Branch, req: OrderRequest, *, created
             order.tests.append(OrderTest(order_id=order.id, order_item_id=order_item.id, test_id=test_id))
     db.session.flush()
     for specimen, container, members in tube_plan([tests_by_id[ot.test_id] for ot in order.tests]):
-        sample = Sample(order_id=order.id, barcode=_next_number("sample_barcode_seq"), specimen=specimen,
+        sample = Sample(order_id=order.id, barcode=next_barcode(), specimen=specimen,
                         container=container, status="pending")
         order.samples.append(sample)
         db.session.flush()
