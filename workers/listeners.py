@@ -1,59 +1,293 @@
 """The instrument listener process: one asyncio TCP server per configured instrument port.
 
-This is the process shell: it runs, reconciles the set of servers with the instrument
-registry every few seconds (so a new instrument needs no restart) and stops cleanly on
-SIGTERM/SIGINT. The HL7/MLLP and ASTM protocol handlers and the instrument registry are
-added with the laboratory-floor work; until then the registry is empty.
+It reconciles its servers with the instrument registry every few seconds (a new instrument
+needs no restart) and stops cleanly on SIGTERM/SIGINT. Each connection speaks the
+instrument's protocol:
+
+* HL7 v2 over MLLP: many messages per connection, one ACK each, in order;
+* ASTM E1381 (LIS1-A link layer) carrying E1394 records, with host-query replies.
+
+Durable before acknowledged: the raw bytes of every message are committed (MessageStore)
+before the ACK - or the ACK of the last ASTM frame - is written. Parsing into results and
+matching them to tubes happens afterwards in an RQ job (app.services.ingestion), which is
+woken after each commit and also swept by cron, so a crash between the two loses nothing.
+
+Serial analyzers: run ser2net (or a pyserial-asyncio bridge) to expose the RS-232 line as a
+TCP port and configure that port here; see docs/OPERATIONS.md.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from flask import Flask
+
+from app.integrations.instruments import astm, astm_link, hl7, mllp
+from app.integrations.instruments.parsed import ProtocolError
+from workers.message_store import InstrumentConfig, MessageStore
 
 log = logging.getLogger("lis.listeners")
 
 RECONCILE_SECONDS = 5.0
+ASTM_TICK_SECONDS = 1.0
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def _control_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+
+
+class Hl7Connection:
+    """One analyzer connection speaking MLLP."""
+
+    def __init__(self, instrument: InstrumentConfig, store: MessageStore,
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.instrument, self.store, self.reader, self.writer = instrument, store, reader, writer
+        self.peer = _peer(writer)
+        self.framer = mllp.MllpFramer(max_message_bytes=instrument.max_message_bytes)
+
+    async def run(self) -> None:
+        while True:
+            # A half-received block must finish within the read timeout; an idle link may stay
+            # open for as long as the analyzer likes (they keep one connection all day).
+            timeout = None if self.framer.idle else self.instrument.read_timeout
+            try:
+                data = await asyncio.wait_for(self.reader.read(65536), timeout=timeout)
+            except asyncio.TimeoutError:
+                await self._keep_partial("read timeout in the middle of a message; not acknowledged")
+                return
+            if not data:
+                await self._keep_partial("connection closed in the middle of a message; not acknowledged")
+                return
+            for event in self.framer.feed(data):
+                await self._on_event(event)
+
+    async def _keep_partial(self, why: str) -> None:
+        """An unfinished block is never a message (no ACK), but its bytes are kept raw."""
+        for event in self.framer.close():
+            if event.data.strip():
+                await self._store(event.data, outcome="rejected", detail=why)
+
+    async def _store(self, raw: bytes, **fields: str) -> int:
+        return await self.store.store(self.instrument, "hl7", self.peer, raw, **fields)
+
+    async def _on_event(self, event: mllp.MllpEvent) -> None:
+        if event.kind == "discarded":
+            if event.data.strip():
+                await self._store(event.data, outcome="rejected", detail="bytes outside an MLLP block (discarded)")
+            return
+        now = datetime.now()
+        if event.kind == "oversize":
+            await self._store(event.data, outcome="rejected",
+                              detail=f"message larger than {self.instrument.max_message_bytes} bytes; first part kept")
+            acks = hl7.ack_messages(None, event.data, accepted=False, reject=True, error_text="Message too large",
+                                    now=now, control_id=_control_id())
+        else:
+            try:
+                message = hl7.parse_message(event.data, encoding=self.instrument.profile.get("encoding"))
+            except ProtocolError as exc:
+                await self._store(event.data, outcome="rejected", detail=f"not an HL7 message: {exc}")
+                acks = hl7.ack_messages(None, event.data, accepted=False, reject=True,
+                                        error_text="Not an HL7 message", now=now, control_id=_control_id())
+            else:
+                await self._store(event.data, control_id=message.control_id, message_type=message.message_type)
+                acks = hl7.ack_messages(message, event.data, accepted=True, now=now, control_id=_control_id())
+        for ack in acks:
+            self.writer.write(mllp.frame(ack))
+        await self.writer.drain()
+
+
+class AstmConnection:
+    """One analyzer connection speaking ASTM E1381: we are the receiver, and the sender when
+    we answer a host query (after the analyzer's EOT)."""
+
+    def __init__(self, instrument: InstrumentConfig, store: MessageStore,
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.instrument, self.store, self.reader, self.writer = instrument, store, reader, writer
+        self.peer = _peer(writer)
+        self.receiver = astm_link.AstmReceiver(max_message_bytes=instrument.max_message_bytes,
+                                               frame_timeout=instrument.read_timeout)
+        self.replies: list[bytes] = []
+
+    async def _read(self) -> bytes | None:
+        try:
+            data = await asyncio.wait_for(self.reader.read(4096), timeout=ASTM_TICK_SECONDS)
+        except asyncio.TimeoutError:
+            return b""
+        return data or None
+
+    async def run(self) -> None:
+        while True:
+            data = await self._read()
+            if data is None:
+                await self._perform(self.receiver.check_timeout(float("inf")))  # closed: keep what was partial
+                return
+            now = time.monotonic()
+            actions = self.receiver.feed(data, now) if data else self.receiver.check_timeout(now)
+            await self._perform(actions)
+
+    async def _perform(self, actions: list[tuple[str, bytes]]) -> None:
+        for kind, payload in actions:
+            if kind == "send":
+                self.writer.write(payload)
+                await self.writer.drain()
+            elif kind == "message":
+                await self._on_message(payload)
+            elif kind == "discarded":
+                if payload.strip():
+                    await self.store.store(self.instrument, "astm", self.peer, payload, outcome="rejected",
+                                           detail="incomplete transmission (EOT, timeout or errors); not acknowledged")
+            elif kind == "eot" and self.replies:
+                await self._send_replies()
+
+    async def _on_message(self, payload: bytes) -> None:
+        # Stored before anything else happens: the ACK of the frame that completed it follows.
+        await self.store.store(self.instrument, "astm", self.peer, payload, message_type="ASTM")
+        try:
+            parsed = astm.extract(payload, self.instrument.profile)
+        except ProtocolError:
+            return  # kept raw; the ingestion job records why it is unreadable
+        if parsed.kind == "query":
+            for sample_id in parsed.query_ids or [""]:
+                found = await self.store.pending_codes(self.instrument, sample_id) if sample_id else None
+                codes, name = found if found else ([], "")
+                self.replies.append(astm.query_reply(query_message=parsed, sample_id=sample_id, test_codes=codes,
+                                                     patient_name=name, now=datetime.now()))
+
+    async def _send_replies(self) -> None:
+        sender = astm_link.AstmSender(self.replies, reply_timeout=15.0)
+        self.replies = []
+        self.writer.write(sender.start())
+        await self.writer.drain()
+        while True:
+            data = await self._read()
+            if data is None:
+                return
+            now = time.monotonic()
+            actions = [a for byte in data for a in sender.on_reply(bytes([byte]), now)] if data \
+                else sender.check_timeout(now)
+            for kind, payload in actions:
+                if kind == "send":
+                    self.writer.write(payload)
+                    await self.writer.drain()
+                elif kind in ("done", "failed", "yield"):
+                    if kind == "failed":
+                        log.warning("host query reply to instrument %s not delivered", self.instrument.id)
+                    return
 
 
 class ListenerSet:
-    def __init__(self, desired: Callable[[], dict[int, Callable]]):
-        self.desired = desired  # port -> connection handler factory
+    def __init__(self, desired: Callable[[], Awaitable[dict[int, Handler]]]):
+        self.desired = desired  # port -> connection handler
         self.servers: dict[int, asyncio.base_events.Server] = {}
 
     async def reconcile(self) -> None:
-        wanted = self.desired()
+        try:
+            wanted = await self.desired()
+        except Exception:  # the database is away: keep serving with what we have
+            log.exception("cannot read the instrument registry")
+            return
         for port in set(self.servers) - set(wanted):
             server = self.servers.pop(port)
             server.close()
-            await server.wait_closed()
             log.info("listener stopped", extra={"endpoint": f"port:{port}"})
         for port in set(wanted) - set(self.servers):
             try:
-                self.servers[port] = await asyncio.start_server(wanted[port](), host="0.0.0.0", port=port)
+                self.servers[port] = await asyncio.start_server(wanted[port], host="0.0.0.0", port=port,
+                                                                reuse_address=True)
                 log.info("listener started", extra={"endpoint": f"port:{port}"})
             except OSError:
                 log.exception("cannot bind instrument port %s", port)
 
     async def close(self) -> None:
-        for server in self.servers.values():
+        servers = list(self.servers.values())
+        for server in servers:
             server.close()
-        await asyncio.gather(*(s.wait_closed() for s in self.servers.values()))
         self.servers.clear()
 
 
-def configured_listeners(app: Flask) -> Callable[[], dict[int, Callable]]:
-    def desired() -> dict[int, Callable]:
-        return {}  # the instrument registry (issue 4) fills this
+class InstrumentListeners:
+    """The registry's instruments as handlers; configuration is re-read on every reconcile, and
+    each new connection takes the instrument's current settings."""
 
-    return desired
+    def __init__(self, store: MessageStore):
+        self.store = store
+        self.config: dict[int, InstrumentConfig] = {}
+        self.connections: set[asyncio.Task] = set()
+
+    async def desired(self) -> dict[int, Handler]:
+        self.config = {i.port: i for i in await self.store.instruments()}
+        return {port: self._handler(port, cfg.protocol) for port, cfg in self.config.items()}
+
+    def _handler(self, port: int, protocol: str) -> Handler:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            instrument = self.config.get(port)
+            if instrument is None or instrument.protocol != protocol:
+                writer.close()
+                return
+            task = asyncio.current_task()
+            self.connections.add(task)
+            connection_cls = Hl7Connection if protocol == "hl7" else AstmConnection
+            await self.store.connection_changed(instrument.id, +1)
+            try:
+                await connection_cls(instrument, self.store, reader, writer).run()
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass  # the analyzer went away; what was committed is safe, the rest it will resend
+            except Exception:  # never let one connection's problem take the listener down
+                log.exception("instrument %s connection failed", instrument.id)
+            finally:
+                self.connections.discard(task)
+                writer.close()
+                await self.store.connection_changed(instrument.id, -1)
+
+        return handle
 
 
-async def serve(app: Flask, stop: asyncio.Event) -> None:
-    listeners = ListenerSet(configured_listeners(app))
+def ingestion_waker(app: Flask) -> Callable[[], None]:
+    """After a commit, make sure an ingestion job is queued (at most one per half second)."""
+    from rq import Queue
+
+    from app.extensions import redis_client
+    state = {"last": 0.0}
+
+    def wake() -> None:
+        now = time.monotonic()
+        if now - state["last"] < 0.5:
+            return
+        state["last"] = now
+        try:
+            with app.app_context():
+                Queue("ingest", connection=redis_client()).enqueue(
+                    "workers.instruments.process_pending_messages", job_timeout=600, result_ttl=60)
+        except Exception:  # Redis away: the cron sweep picks the messages up
+            log.warning("could not queue instrument ingestion")
+
+    return wake
+
+
+def database_dsn(app: Flask) -> str:
+    return app.config["SQLALCHEMY_DATABASE_URI"].replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+async def serve(app: Flask, stop: asyncio.Event, *, wake: Callable[[], None] | None = None) -> None:
+    store = MessageStore(database_dsn(app), on_committed=wake)
+    await store.start()
+    try:
+        await store.reset_connections()
+    except Exception:
+        log.exception("cannot reach the database at start")
+    instruments = InstrumentListeners(store)
+    listeners = ListenerSet(instruments.desired)
     log.info("instrument listener process started")
     while not stop.is_set():
         await listeners.reconcile()
@@ -62,6 +296,10 @@ async def serve(app: Flask, stop: asyncio.Event) -> None:
         except asyncio.TimeoutError:
             pass
     await listeners.close()
+    for task in list(instruments.connections):
+        task.cancel()
+    await asyncio.gather(*instruments.connections, return_exceptions=True)
+    await store.close()
     log.info("instrument listener process stopped")
 
 
@@ -71,6 +309,6 @@ def main(app: Flask) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(app, stop)
+        await serve(app, stop, wake=ingestion_waker(app))
 
     asyncio.run(run())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers import housekeeping
+from workers import housekeeping, instruments
 
 
 @dataclass(frozen=True)
@@ -20,4 +20,7 @@ class PeriodicJob:
 
 PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("worker-heartbeat", housekeeping.heartbeat, interval=60, timeout=30),
+    # The listener wakes ingestion after each commit; this sweep covers a lost wake-up.
+    PeriodicJob("instrument-ingestion-sweep", instruments.process_pending_messages, queue="ingest", interval=60,
+                timeout=600),
 ]

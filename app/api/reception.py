@@ -16,6 +16,7 @@ from app.extensions import db
 from app.models import Branch, Organization, Patient, Referrer
 from app.security import get_or_404
 from app.services import catalogue, documents, orders, patients
+from app.services import results as result_service
 
 DESK = ("reception", "admin")
 ALL = ("admin", "reception", "technician", "pathologist", "billing")
@@ -241,8 +242,11 @@ def get_order(accession: str):  # type: ignore[no-untyped-def]
     if order is None:
         raise ApiError(404, "Not found", f"No order {accession} in this organization.", type_="not-found")
     org = db.session.get(Organization, order.org_id)
-    results = [ResultOut(test=t.test.code, name=t.test.name, value=None, unit=t.test.unit, flag=None,
-                         status=t.status).model_dump() for t in order.tests]
+    current = result_service.currents_for([t.id for t in order.tests])
+    results = [ResultOut(test=t.test.code, name=t.test.name,
+                         value=current[t.id].value_text if t.id in current else None, unit=t.test.unit,
+                         flag=current[t.id].flag if t.id in current else None, status=t.status).model_dump()
+               for t in order.tests]
     return OrderOut(accession=order.accession, status=order.status, priority=order.priority,
                     patient=PatientOut(**_patient_out(order.patient)), samples=_samples_out(order), results=results,
                     bills=[_bill_out(org, b) for b in orders.bills_of(order)]).model_dump(mode="json")

@@ -2,15 +2,18 @@
 from app.models.audit import AuditEvent
 from app.models.base import Base, TenantScoped
 from app.models.billing import Bill, BillLine, DocumentCounter, Payment
+from app.models.instrument import Instrument, InstrumentCode, InstrumentMessage, UnmatchedResult
 from app.models.catalogue import (Client, Department, LabTest, Panel, PanelItem, PriceList, PriceListItem,
                                   ReferenceInterval, Referrer)
 from app.models.order import Order, OrderItem, OrderTest, Sample
 from app.models.org import Branch, Organization
 from app.models.patient import Patient
+from app.models.result import Result
 from app.models.user import ApiToken, Role, User
 
 __all__ = [
-    "ApiToken", "AuditEvent", "Base", "Bill", "BillLine", "Branch", "Client", "Department", "DocumentCounter",
+    "ApiToken", "AuditEvent", "Base", "Bill", "BillLine", "Branch", "Client", "Department", "DocumentCounter", "Instrument",
+    "InstrumentCode", "InstrumentMessage", "Result", "UnmatchedResult",
     "LabTest", "Order", "OrderItem", "OrderTest", "Organization", "Panel", "PanelItem", "Patient", "Payment",
     "PriceList", "PriceListItem", "ReferenceInterval", "Referrer", "Role", "Sample", "TenantScoped", "User",
 ]

@@ -48,6 +48,10 @@ class LabTest(TenantScoped, Timestamped, Base):
     sac_code: Mapped[str] = mapped_column(String(8), default="999316")
     gst_rate: Mapped[Decimal] = mapped_column(Numeric(5, 2), default=Decimal("0"))  # 0 = exempt health care
     orderable: Mapped[bool] = mapped_column(Boolean, default=True)  # False for calculated/component-only tests
+    # Delta check: flag for the pathologist when a result moves this much from the patient's
+    # previous one (absolute in the test's unit, or percent of the previous value).
+    delta_abs: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    delta_pct: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     department: Mapped[Department] = relationship()

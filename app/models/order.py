@@ -98,9 +98,12 @@ class Sample(TenantScoped, Timestamped, Base):
     rejection_reason: Mapped[str | None] = mapped_column(String(40))
     rejection_note: Mapped[str | None] = mapped_column(String(400))
     label_prints: Mapped[int] = mapped_column(Integer, default=0)
+    # A recollection is a new tube for the tests of a rejected one; this points back to it.
+    recollect_of_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("sample.id"))
 
     order: Mapped[Order] = relationship(back_populates="samples")
-    tests: Mapped[list["OrderTest"]] = relationship(back_populates="sample", order_by="OrderTest.id")
+    tests: Mapped[list["OrderTest"]] = relationship(back_populates="sample", order_by="OrderTest.id",
+                                                    foreign_keys="OrderTest.sample_id")
 
 
 class OrderTest(TenantScoped, Base):

@@ -1,0 +1,319 @@
+"""Results: validation against the test's definition, reference interval and flags, delta
+checks, calculated tests, and the technician's worklist.
+
+The interval is chosen by the patient's sex and age *at collection* and copied into the
+result, so a later catalogue change never alters what a report said. A result entered here is
+"entered", never verified: verification is the pathologist's.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from app import audit
+from app.extensions import db
+from app.formatting import IST
+from app.models import LabTest, Order, OrderTest, Patient, ReferenceInterval, Result, Sample
+from app.models.base import utcnow
+from app.services import ServiceError, calculations, samples
+
+_NUMBER = re.compile(r"^(?P<cmp><=|>=|<|>)?\s*(?P<num>[+-]?(\d+(\.\d*)?|\.\d+))$")
+ENTERABLE_SAMPLE_STATES = ("received", "in_process", "done")
+
+
+class ResultInvalid(ServiceError):
+    pass
+
+
+@dataclass(frozen=True)
+class ParsedValue:
+    text: str
+    number: Decimal | None
+
+
+# ---------------------------------------------------------------- values and flags
+
+def parse_value(test: LabTest, raw: str, *, strict: bool = True) -> ParsedValue:
+    """Validate a value for a test. `strict` (manual entry) refuses what an analyzer may
+    legitimately send: '----' or '***' for a numeric test, more decimals than the test keeps,
+    a word not in the choice list. Analyzer values are kept as sent (numbers rounded)."""
+    text = " ".join((raw or "").split())
+    if not text:
+        raise ResultInvalid("Enter a value.", field="value")
+    if len(text) > 400:
+        raise ResultInvalid("Keep the value under 400 characters.", field="value")
+    if test.result_type == "numeric":
+        return _parse_number(test, text, strict=strict)
+    if test.result_type == "choice" and test.choices:
+        options = test.choices.split("|")
+        for option in options:
+            if option.lower() == text.lower():
+                return ParsedValue(option, None)
+        if strict:
+            raise ResultInvalid(f"Choose one of: {', '.join(options)}.", field="value")
+    return ParsedValue(text, None)
+
+
+def _parse_number(test: LabTest, text: str, *, strict: bool) -> ParsedValue:
+    candidate = text.replace(" ", "")
+    if candidate.count(",") == 1 and "." not in candidate:
+        candidate = candidate.replace(",", ".")  # comma decimals from European-configured analyzers
+    match = _NUMBER.match(candidate)
+    if match is None:
+        if strict:
+            raise ResultInvalid(f"{test.name} is a number (in {test.unit or 'its unit'}).", field="value")
+        return ParsedValue(text, None)
+    try:
+        number = Decimal(match["num"])
+    except InvalidOperation:  # pragma: no cover - the regex admits only valid decimals
+        raise ResultInvalid("Enter a number.", field="value") from None
+    decimals = max(0, -number.as_tuple().exponent) if isinstance(number.as_tuple().exponent, int) else 0
+    if strict and decimals > test.decimals:
+        raise ResultInvalid(f"{test.name} is reported with {test.decimals} decimal"
+                            f"{'' if test.decimals == 1 else 's'}.", field="value")
+    return ParsedValue(format_number(number, test.decimals, match["cmp"] or ""), number)
+
+
+def format_number(number: Decimal, decimals: int, comparator: str = "") -> str:
+    quantum = Decimal(1).scaleb(-decimals)
+    return f"{comparator}{number.quantize(quantum, rounding=ROUND_HALF_UP)}"
+
+
+def age_in_days(date_of_birth: date, at: datetime | date) -> int:
+    on = at.astimezone(IST).date() if isinstance(at, datetime) else at
+    return max(0, (on - date_of_birth).days)
+
+
+def choose_interval(intervals: list[ReferenceInterval], sex: str, age_days: int) -> ReferenceInterval | None:
+    """The interval for this sex and age: a sex-specific band beats 'any', a narrower age band
+    beats a wider one."""
+    fitting = [iv for iv in intervals
+               if iv.sex in (sex, "any") and iv.age_min_days <= age_days < iv.age_max_days]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda iv: (iv.sex == "any", iv.age_max_days - iv.age_min_days))
+
+
+def interval_snapshot(iv: ReferenceInterval | None) -> dict | None:
+    if iv is None:
+        return None
+    return {key: (str(value) if isinstance(value, Decimal) else value) for key, value in (
+        ("id", iv.id), ("sex", iv.sex), ("age_min_days", iv.age_min_days), ("age_max_days", iv.age_max_days),
+        ("low", iv.low), ("high", iv.high), ("critical_low", iv.critical_low),
+        ("critical_high", iv.critical_high), ("text", iv.text), ("source", iv.source))}
+
+
+def flag_for(value: ParsedValue, iv: ReferenceInterval | None) -> tuple[str | None, bool]:
+    """(flag, critical). LL/HH beyond the critical limits, L/H outside the interval, A for a
+    qualitative value other than the interval's normal text."""
+    if iv is None:
+        return None, False
+    if value.number is not None:
+        n = value.number
+        if iv.critical_low is not None and n < iv.critical_low:
+            return "LL", True
+        if iv.critical_high is not None and n > iv.critical_high:
+            return "HH", True
+        if iv.low is not None and n < iv.low:
+            return "L", False
+        if iv.high is not None and n > iv.high:
+            return "H", False
+        return None, False
+    if iv.text and iv.low is None and iv.high is None and value.text.lower() != iv.text.lower():
+        return "A", False
+    return None, False
+
+
+def delta_for(test: LabTest, patient_id: int, order_id: int, number: Decimal | None) -> dict | None:
+    """Compare with the patient's previous result of this test from an earlier order."""
+    if number is None or (test.delta_abs is None and test.delta_pct is None):
+        return None
+    previous = db.session.execute(
+        select(Result.value_num, Result.entered_at, OrderTest.id).join(OrderTest, Result.order_test_id == OrderTest.id)
+        .where(Result.patient_id == patient_id, Result.test_id == test.id, Result.is_current,
+               Result.value_num.is_not(None), OrderTest.order_id != order_id)
+        .order_by(Result.entered_at.desc()).limit(1)).first()
+    if previous is None:
+        return None
+    change = number - previous.value_num
+    failed = test.delta_abs is not None and abs(change) > test.delta_abs
+    percent = None
+    if previous.value_num != 0:
+        percent = (abs(change) / abs(previous.value_num) * 100).quantize(Decimal("0.1"))
+        failed = failed or (test.delta_pct is not None and percent > test.delta_pct)
+    return {"previous": str(previous.value_num.normalize()), "previous_at": previous.entered_at.isoformat(),
+            "change": str(change.normalize()), "percent": None if percent is None else str(percent),
+            "limit_abs": None if test.delta_abs is None else str(test.delta_abs),
+            "limit_pct": None if test.delta_pct is None else str(test.delta_pct), "failed": failed}
+
+
+# ---------------------------------------------------------------- saving
+
+@dataclass
+class Entry:
+    """What to save for one ordered test."""
+    raw: str
+    comment: str = ""
+    source: str = "manual"
+    instrument_id: int | None = None
+    message_id: int | None = None
+    instrument_flags: str = ""
+    factor: Decimal | None = None  # instrument unit -> catalogue unit
+
+
+def current_result(order_test_id: int) -> Result | None:
+    return db.session.execute(select(Result).where(Result.order_test_id == order_test_id, Result.is_current)
+                              ).scalar_one_or_none()
+
+
+def _collection_time(sample: Sample | None) -> datetime:
+    if sample is not None:
+        return sample.collected_at or sample.received_at or utcnow()
+    return utcnow()
+
+
+def save(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> Result:
+    """Save a result for one ordered test and recompute the calculated tests that use it."""
+    result = _save_one(order_test, entry, user_id=user_id)
+    recalculate(order_test.order, changed_code=order_test.test.code, user_id=user_id)
+    return result
+
+
+def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> Result:
+    test, sample = order_test.test, order_test.sample
+    if entry.source != "calculated" and (sample is None or sample.status not in ENTERABLE_SAMPLE_STATES):
+        state = "rejected" if sample is not None and sample.status == "rejected" else "not received yet"
+        raise ResultInvalid(f"The tube for {test.name} is {state}: results need a received tube.")
+    value = parse_value(test, entry.raw, strict=entry.source == "manual")
+    if value.number is not None and entry.factor not in (None, Decimal(1)):
+        number = value.number * entry.factor
+        value = ParsedValue(format_number(number, test.decimals, value.text[:1] if value.text[:1] in "<>" else ""),
+                            number)
+    elif value.number is not None:
+        value = ParsedValue(value.text, value.number.quantize(Decimal(1).scaleb(-test.decimals),
+                                                              rounding=ROUND_HALF_UP))
+    comment = entry.comment.strip()[:2000]
+    current = current_result(order_test.id)
+    if current is not None and current.status not in ("entered",):
+        raise ResultInvalid(f"{test.name} is already {current.status}: the pathologist must send it back "
+                            f"before it can change.")
+    if current is not None and current.value_text == value.text and current.comment == comment \
+            and current.source == entry.source:
+        return current  # the same value saved again (a double Enter, a resent message)
+    patient = order_test.order.patient
+    at = _collection_time(sample)
+    iv = choose_interval(list(test.intervals), patient.sex, age_in_days(patient.date_of_birth, at))
+    flag, critical = flag_for(value, iv)
+    fields = dict(value_text=value.text, value_num=value.number, unit=test.unit, flag=flag, critical=critical,
+                  interval=interval_snapshot(iv), comment=comment, source=entry.source,
+                  instrument_id=entry.instrument_id, message_id=entry.message_id,
+                  instrument_flags=entry.instrument_flags[:60],
+                  delta=delta_for(test, patient.id, order_test.order_id, value.number))
+    audited = ("value_text", "flag", "critical", "comment", "source")
+    if current is not None and entry.source in ("manual", "calculated"):
+        # A correction before verification: same attempt, the change is in the audit trail.
+        audit.apply_changes(current, {**fields, "entered_by_id": user_id, "entered_at": utcnow()},
+                            entity_type="result", fields=audited)
+        result = current
+    else:
+        attempt = 1
+        if current is not None:  # the analyzer ran the sample again: a new attempt, the old one kept
+            current.is_current, current.status, attempt = False, "rerun", current.attempt + 1
+            db.session.flush([current])
+        result = Result(order_test_id=order_test.id, patient_id=patient.id, test_id=test.id, attempt=attempt,
+                        entered_by_id=user_id, status="entered", **fields)
+        audit.add_created(result, entity_type="result", fields=("order_test_id", "attempt", *audited),
+                          extra={"test": test.code, "message_id": entry.message_id})
+    order_test.status = "entered"
+    if sample is not None:
+        samples.start_processing(sample)
+        samples.complete_if_done(sample)
+    return result
+
+
+def recalculate(order: Order, *, changed_code: str | None = None, user_id: int | None = None) -> list[Result]:
+    """Compute the order's calculated tests whose inputs all have values. A value an analyzer
+    or a person entered for a 'calculated' test (MCH from the analyzer) is never overwritten."""
+    wanted = {ot.test.code: ot for ot in order.tests if ot.test.code in calculations.FORMULAS}
+    if changed_code is not None:
+        wanted = {code: ot for code, ot in wanted.items() if code in calculations.dependents(changed_code)}
+    if not wanted:
+        return []
+    currents = currents_for([ot.id for ot in order.tests])
+    values = {ot.test.code: currents[ot.id].value_num for ot in order.tests
+              if ot.id in currents and currents[ot.id].value_num is not None}
+    patient = order.patient
+    saved = []
+    for code, order_test in wanted.items():
+        existing = currents.get(order_test.id)
+        if existing is not None and (existing.source != "calculated" or existing.status != "entered"):
+            continue
+        ctx = calculations.Context(age_years=age_in_days(patient.date_of_birth, utcnow()) // 365,
+                                   sex=patient.sex)
+        number = calculations.compute(code, values, ctx)
+        if number is None:
+            continue
+        saved.append(_save_one(order_test, Entry(raw=format_number(number, order_test.test.decimals),
+                                                 source="calculated"), user_id=user_id))
+    return saved
+
+
+# ---------------------------------------------------------------- reading
+
+def order_tests_for_entry(order_id: int) -> list[OrderTest]:
+    return list(db.session.execute(
+        select(OrderTest).where(OrderTest.order_id == order_id)
+        .options(selectinload(OrderTest.test).selectinload(LabTest.intervals),
+                 selectinload(OrderTest.sample), selectinload(OrderTest.order).selectinload(Order.patient))
+        .order_by(OrderTest.id)).scalars())
+
+
+def currents_for(order_test_ids: list[int]) -> dict[int, Result]:
+    if not order_test_ids:
+        return {}
+    return {r.order_test_id: r for r in db.session.execute(
+        select(Result).where(Result.order_test_id.in_(order_test_ids), Result.is_current)).scalars()}
+
+
+@dataclass(frozen=True)
+class WorklistFilter:
+    department_id: int | None = None
+    instrument_id: int | None = None
+    status: str = "pending"  # pending | entered | all
+    priority: str | None = None
+    day: date | None = None
+    limit: int = 200
+
+
+def worklist(f: WorklistFilter) -> list[OrderTest]:
+    """Tests on received tubes, STAT first, then those with a critical result, then oldest."""
+    from app.models import InstrumentCode
+    # Every joined tenant table is named in the select list so tenant scoping covers it.
+    stmt = (select(OrderTest, Sample.id, Order.id, LabTest.id, Result.id).join(Sample, OrderTest.sample_id == Sample.id).join(Order, OrderTest.order_id == Order.id)
+            .join(LabTest, OrderTest.test_id == LabTest.id)
+            .outerjoin(Result, (Result.order_test_id == OrderTest.id) & Result.is_current)
+            .where(Sample.status.in_(("received", "in_process", "done")))
+            .options(selectinload(OrderTest.test), selectinload(OrderTest.sample),
+                     selectinload(OrderTest.order).selectinload(Order.patient)))
+    if f.status == "pending":
+        stmt = stmt.where(OrderTest.status == "pending")
+    elif f.status == "entered":
+        stmt = stmt.where(OrderTest.status == "entered")
+    if f.department_id:
+        stmt = stmt.where(LabTest.department_id == f.department_id)
+    if f.instrument_id:
+        stmt = stmt.where(LabTest.id.in_(select(InstrumentCode.test_id)
+                                         .where(InstrumentCode.instrument_id == f.instrument_id)))
+    if f.priority in ("routine", "urgent", "stat"):
+        stmt = stmt.where(Order.priority == f.priority)
+    if f.day:
+        start = datetime.combine(f.day, datetime.min.time(), tzinfo=IST)
+        stmt = stmt.where(Sample.received_at >= start, Sample.received_at < start + timedelta(days=1))
+    stmt = stmt.order_by((Order.priority == "stat").desc(), Result.critical.is_(True).desc(),
+                         (Order.priority == "urgent").desc(), Sample.received_at, OrderTest.id).limit(f.limit)
+    return list(db.session.execute(stmt).scalars())
