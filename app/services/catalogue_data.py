@@ -679,3 +679,14 @@ def tests_by_code() -> dict[str, TestDef]:
 
 def panels_by_code() -> dict[str, PanelDef]:
     return {p.code: p for p in PANELS}
+
+
+# Delta-check limits: a change larger than this from the patient's previous result is shown to
+# the pathologist (absolute in the test's unit, or percent of the previous value). Starting
+# values in the range published for inpatient delta checks (e.g. Ko DH et al., Ann Lab Med
+# 2017;37:504; CLSI EP33); each lab should tune them to its population.
+DELTA_CHECKS: dict[str, tuple[float | None, float | None]] = {
+    "HB": (2.0, None), "PLT": (None, 50), "WBC": (None, 50), "MCV": (5.0, None),
+    "CREA": (None, 50), "UREA": (None, 50), "NA": (8.0, None), "K": (1.0, None),
+    "CA": (1.0, None), "TBIL": (None, 50), "TSH": (None, 75),
+}

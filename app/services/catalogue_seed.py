@@ -58,6 +58,8 @@ def load_standard_catalogue(org_id: int, *, add_missing_intervals: bool = False)
             unit=spec.unit, result_type=spec.result_type, choices=spec.choices, decimals=spec.decimals,
             method=spec.method, tat_hours=spec.tat_hours, price_paise=spec.price_paise,
             sac_code=data.SAC_CODE, gst_rate=Decimal(data.GST_RATE), orderable=spec.orderable, active=True,
+            delta_abs=_dec(data.DELTA_CHECKS.get(spec.code, (None, None))[0]),
+            delta_pct=_dec(data.DELTA_CHECKS.get(spec.code, (None, None))[1]),
         )
         session.add(test)
         counts["intervals"] += _add_intervals(test, spec, org_id)

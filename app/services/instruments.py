@@ -20,7 +20,8 @@ AUDITED = ("name", "make", "model", "protocol", "port", "sample_id_field", "test
            "send_orders", "active", "department_id")
 PROFILE_KEYS = {"sample_id_fallbacks", "test_name_field", "qc_field", "qc_values", "skip_value_types",
                 "encoding", "result_fields", "query_id_field", "qc_action_codes", "max_message_bytes",
-                "read_timeout_seconds"}
+                "read_timeout_seconds", "strip_dilution", "value_component"}
+PROFILE_PATHS = ("test_name_field", "qc_field", "query_id_field")
 
 
 class InstrumentInvalid(ServiceError):
@@ -112,6 +113,13 @@ def validate(data: InstrumentData, *, instrument_id: int | None = None) -> list[
         unknown = sorted(set(data.profile) - PROFILE_KEYS) if isinstance(data.profile, dict) else []
         errors["profile"] = [f"Unknown profile settings: {', '.join(unknown)}." if unknown
                              else "The profile is a set of named settings."]
+    elif data.protocol in PROTOCOLS:
+        for key in PROFILE_PATHS:
+            if data.profile.get(key) and (problem := _field_path_error(str(data.profile[key]), data.protocol)):
+                errors.setdefault("profile", []).append(f"{key}: {problem}")
+        for path in data.profile.get("sample_id_fallbacks") or []:
+            if problem := _field_path_error(str(path), data.protocol):
+                errors.setdefault("profile", []).append(f"sample_id_fallbacks: {problem}")
     codes = _resolve_codes(data.codes if isinstance(data.codes, dict) else {}, errors)
     if errors:
         raise InstrumentInvalid(errors)

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from app import audit, security
 from app.extensions import db
 from app.models import Branch, Client, LabTest, Organization, Panel, PriceList, PriceListItem, Referrer, Role
-from app.services import catalogue_seed, users
+from app.services import catalogue_seed, instruments, users
 
 DEMO_ORG_CODE = "demo"
 
@@ -45,6 +45,42 @@ DEMO_CLIENT = dict(code="SUNRISE", name="Sunrise Multispeciality Hospital", gsti
 DEMO_CLIENT_PRICES = {"CBC": 250_00, "LFT": 450_00, "KFT": 400_00, "TSH": 250_00}
 
 
+_CBC_LOINC = {"6690-2": "WBC", "789-8": "RBC", "718-7": {"test": "HB", "factor": "0.1"}, "4544-3": "HCT",
+              "787-2": "MCV", "785-6": "MCH", "786-4": {"test": "MCHC", "factor": "0.1"}, "788-0": "RDW",
+              "777-3": "PLT", "770-8": "NEUTP", "736-9": "LYMPP", "5905-5": "MONOP", "713-8": "EOSP",
+              "706-2": "BASOP"}
+_SYSMEX = {"WBC": "WBC", "RBC": "RBC", "HGB": "HB", "HCT": "HCT", "MCV": "MCV", "MCH": "MCH", "MCHC": "MCHC",
+           "PLT": "PLT", "RDW-CV": "RDW", "NEUT%": "NEUTP", "LYMPH%": "LYMPP", "MONO%": "MONOP", "EO%": "EOSP",
+           "BASO%": "BASOP"}
+# One analyzer of each common style, on loopback-friendly ports, so a new lab (and the replay
+# tests) can see traffic land. Codes are each vendor's style; a real lab maps its own.
+DEMO_INSTRUMENTS = [
+    dict(name="Mindray BC-6800 (haematology)", make="Mindray", model="BC-6800", protocol="hl7", port=5101,
+         sample_id_field="OBR-3", test_code_field="OBX-3.1", codes=_CBC_LOINC),
+    dict(name="Mindray BS-240 (chemistry)", make="Mindray", model="BS-240", protocol="hl7", port=5102,
+         sample_id_field="OBR-2", test_code_field="OBX-3.1", profile={"qc_field": "MSH-16", "qc_values": ["1", "2"]},
+         codes={"1": "GLUF", "2": "UREA", "3": "CREA", "4": "CHOL", "5": "TG", "6": "HDL", "7": "TBIL",
+                "8": "DBIL", "9": "ALT", "10": "AST", "11": "TP", "12": "ALB"}),
+    dict(name="Roche cobas pure (chemistry/immunology)", make="Roche", model="cobas pure", protocol="hl7",
+         port=5103, sample_id_field="SPM-2", test_code_field="OBX-3.1",
+         codes={"8716": "GLUF", "8717": "CREA", "8718": "CHOL", "8719": "TSH", "8720": "FT4"}),
+    dict(name="Sysmex XN-550 (haematology)", make="Sysmex", model="XN-550", protocol="astm", port=5104,
+         sample_id_field="O-4.3", test_code_field="R-3.5", codes=_SYSMEX),
+    dict(name="Beckman Coulter DxH 500", make="Beckman Coulter", model="DxH 500", protocol="astm", port=5105,
+         sample_id_field="O-3", test_code_field="R-3.4",
+         profile={"result_fields": {"range": 7, "flag": 8, "status": 10, "completed": 14}},
+         codes={"WBC": "WBC", "RBC": "RBC", "HGB": "HB", "HCT": "HCT", "MCV": "MCV", "PLT": "PLT"}),
+    dict(name="Roche cobas e 411 (immunology)", make="Roche", model="cobas e 411", protocol="astm", port=5106,
+         sample_id_field="O-3", test_code_field="R-3.4", profile={"query_id_field": "Q-3.3"},
+         codes={"10": "TSH", "20": "FT4", "30": "T3", "40": "T4"}),
+]
+
+
+def add_demo_instruments() -> None:
+    for spec in DEMO_INSTRUMENTS:
+        instruments.create(instruments.InstrumentData(**spec))
+
+
 def seed_demo(*, password: str | None = None) -> dict[str, str] | None:
     """Create the demo lab if it does not exist. Returns {username: password} when it
     created users (to print once), or None when the demo lab was already there."""
@@ -78,6 +114,7 @@ def seed_demo(*, password: str | None = None) -> dict[str, str] | None:
                             branch_id=branch_ids[spec["branch"]] if spec["branch"] else None)
                 user, pw = users.create_user(org.id, data, password=password)
                 passwords[user.username] = pw
+            add_demo_instruments()
         db.session.commit()
     return passwords
 
