@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .fields import FieldPath, decode_hex, parse_field_path, parse_timestamp, repetitions, select, unescape_sequences
+from .fields import (FieldPath, as_list, decode_hex, parse_field_path, parse_timestamp, repetitions, select,
+                     unescape_sequences, usable_delimiter)
 from .parsed import ParsedMessage, ParsedResult, ParsedSpecimen, ProtocolError
 
 
@@ -78,7 +79,7 @@ def parse_records(text: bytes | str, *, encoding: str | None = None) -> tuple[De
     decoded = decode_text(text, encoding)
     lines = [line.lstrip(" \t\x00\ufeff") for line in decoded.replace("\r\n", "\r").replace("\n", "\r").split("\r")]
     lines = [line for line in lines if line.strip()]
-    if not lines or len(lines[0]) < 2 or lines[0][0] != "H" or lines[0][1].isalnum() or lines[0][1].isspace():
+    if not lines or len(lines[0]) < 2 or lines[0][0] != "H" or not usable_delimiter(lines[0][1]):
         raise ProtocolError("the message does not start with an H record")
     d = _delimiters(lines[0])
     return d, [line.split(d.field) for line in lines]
@@ -133,13 +134,13 @@ def _profile(raw: dict[str, Any] | None) -> _Profile:
         raise ValueError("result field numbers start at 2 (field 1 is the record letter)")
     return _Profile(
         sample_id=parse_field_path(raw.get("sample_id_field") or "O-3"),
-        fallbacks=[parse_field_path(p) for p in raw.get("sample_id_fallbacks") or []],
+        fallbacks=[parse_field_path(p) for p in as_list(raw.get("sample_id_fallbacks"), [])],
         test_code=parse_field_path(raw.get("test_code_field") or "R-3.4"),
         strip_dilution=bool(raw.get("strip_dilution", True)),
         result_fields=fields,
         value_component=int(raw.get("value_component", 1)),
         query_id=parse_field_path(raw.get("query_id_field") or "Q-3.2"),
-        qc_action_codes={str(c).strip().upper() for c in raw.get("qc_action_codes", ["Q"])},
+        qc_action_codes={c.upper() for c in as_list(raw.get("qc_action_codes"), ["Q"])},
         encoding=raw.get("encoding") or None,
     )
 

@@ -42,14 +42,14 @@ def _records(message: bytes) -> list[bytes]:
 def _chunks(text: bytes, max_text: int) -> list[bytes]:
     """Split text into pieces of at most max_text bytes, never inside a UTF-8 sequence (some
     receivers decode frame by frame). A Latin-1 byte in 0x80-0xBF only makes a frame shorter."""
-    pieces = []
-    while len(text) > max_text:
-        cut = max_text
-        while cut > max_text - 3 and 0x80 <= text[cut] <= 0xBF:
+    pieces, start = [], 0
+    while len(text) - start > max_text:
+        cut = start + max_text
+        while cut > start + max_text - 3 and 0x80 <= text[cut] <= 0xBF:
             cut -= 1
-        pieces.append(text[:cut])
-        text = text[cut:]
-    return pieces + [text] if text else pieces
+        pieces.append(text[start:cut])
+        start = cut
+    return pieces + [text[start:]] if start < len(text) else pieces
 
 
 def build_frames(message: bytes, *, max_text: int = 240, first_fn: int = 1, per_record: bool = True) -> list[bytes]:
@@ -130,6 +130,7 @@ class AstmReceiver:
         self._last_end = 0
         self._last_ok = True
         self._naks = 0
+        self._scanned = 0
         self._last_activity = 0.0
 
     @property
@@ -251,23 +252,26 @@ class AstmReceiver:
     # -- message boundaries --------------------------------------------------------------------
 
     def _complete_messages(self, actions: list[Action]) -> None:
-        """After an ETX: emit every message that ends at an L record (or before a new H)."""
-        if not self._text.endswith(CR):
-            self._text += CR  # ETX ends the record even when the sender left out its CR
-        start, pos = 0, 0
-        separator = _field_separator(self._text)
-        text = bytes(self._text)
+        """After an ETX: emit every message that ends at an L record (or before a new H).
+
+        Only records not scanned before are looked at, so a long message costs linear time."""
+        text = self._text
+        if not text.endswith(CR):
+            text += CR  # ETX ends the record even when the sender left out its CR
+        start, pos = 0, self._scanned
+        separator = _field_separator(text)
         while pos < len(text):
             end = text.index(CR, pos) + 1
-            record = text[pos:end - 1]
+            record = bytes(text[pos:min(end - 1, pos + 2)])  # the type letter and separator suffice
             if _is_header(record) and pos > start:
-                actions.append(("message", text[start:pos]))
-                start, separator = pos, _field_separator(record)
-            if _is_terminator(record, separator):
-                actions.append(("message", text[start:end]))
+                actions.append(("message", bytes(text[start:pos])))
+                start, separator = pos, record[1:2]
+            if _is_terminator(record, separator, end - 1 - pos):
+                actions.append(("message", bytes(text[start:end])))
                 start = end
             pos = end
-        self._text = bytearray(text[start:])
+        del text[:start]
+        self._scanned = len(text)
 
     def _end_transfer(self, actions: list[Action]) -> None:
         text = bytes(self._text)
@@ -293,6 +297,7 @@ class AstmReceiver:
     def _reset(self) -> None:
         self._transfer, self._frame, self._text = False, None, bytearray()
         self._last_fn, self._last_end, self._last_ok, self._naks = None, 0, True, 0
+        self._scanned = 0  # offset in _text up to which records were checked for boundaries
 
     def _flush_garbage(self, actions: list[Action]) -> None:
         if self._garbage.strip(_NOISE):
@@ -313,8 +318,9 @@ def _field_separator(text: bytes) -> bytes:
     return text[1:2] if _is_header(text[:2]) else b"|"
 
 
-def _is_terminator(record: bytes, separator: bytes) -> bool:
-    return record == b"L" or record.startswith(b"L" + separator)
+def _is_terminator(head: bytes, separator: bytes, length: int) -> bool:
+    """Is the record whose first bytes are ``head`` (``length`` bytes long) an L record?"""
+    return head[:1] == b"L" and (length == 1 or head[1:2] == separator)
 
 
 class AstmSender:

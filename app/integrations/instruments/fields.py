@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 _PATH_RE = re.compile(r"^([A-Z][A-Z0-9]{2}|[A-Z])-(\d{1,3})(?:\.(\d{1,3})(?:\.(\d{1,3}))?)?$")
 _PATH_HELP = "expected SEGMENT-FIELD[.COMPONENT[.SUBCOMPONENT]], such as OBR-3, SPM-2.1.1, O-4.3 or R-3.5"
@@ -67,6 +68,21 @@ def parse_field_path(text: str) -> FieldPath:
 
 def as_path(path: FieldPath | str) -> FieldPath:
     return path if isinstance(path, FieldPath) else parse_field_path(path)
+
+
+def usable_delimiter(char: str) -> bool:
+    """Delimiters are printable ASCII punctuation (``|^~\\&``, DxH ``!``); anything else means
+    the bytes are not a message, and echoing them into an ACK would make an unreadable one."""
+    return len(char) == 1 and "!" <= char <= "~" and not char.isalnum()
+
+
+def as_list(value: Any, default: list[str]) -> list[str]:
+    """A profile list setting: a list, or text separated by commas as typed in a form."""
+    if value is None:
+        return list(default)
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(part).strip() for part in value]
 
 
 def select(raw_field: str, path: FieldPath, *, repeat: str, component: str, subcomponent: str | None) -> str:

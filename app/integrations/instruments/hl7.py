@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from .fields import (FieldPath, as_path, decode_hex, parse_field_path, parse_timestamp, repetitions,
-                     select, unescape_sequences)
+from .fields import (FieldPath, as_list, as_path, decode_hex, parse_field_path, parse_timestamp, repetitions,
+                     select, unescape_sequences, usable_delimiter)
 from .parsed import ParsedMessage, ParsedResult, ParsedSpecimen, ProtocolError
 
 Segment = tuple[str, list[str]]
@@ -168,16 +168,18 @@ def parse_message(payload: bytes, *, encoding: str | None = None) -> Hl7Message:
     if not data.startswith(b"MSH") or len(data) < 5:
         raise ProtocolError("the message does not start with an MSH segment")
     sep = chr(data[3])
-    if sep.isalnum() or sep.isspace():
+    if not usable_delimiter(sep):
         raise ProtocolError("MSH has no usable field separator")
     warnings: list[str] = []
     codec = _choose_codec(data, sep, encoding, warnings)
-    text = _decode(data, codec, warnings)
+    text, codec = _decode(data, codec, warnings)
     lines = [line for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if line.strip()]
     if not lines or not lines[0].lstrip("\ufeff").startswith("MSH" + sep):
         raise ProtocolError("the message does not start with an MSH segment")
     lines[0] = lines[0].lstrip("\ufeff")
     delimiters = _delimiters(lines[0], sep)
+    if not all(usable_delimiter(c) for c in delimiters.encoding_characters):
+        raise ProtocolError("MSH-2 encoding characters are not usable")
     segments = [_split_segment(line, delimiters, warnings) for line in lines]
     return Hl7Message(segments, delimiters, text, codec, warnings)
 
@@ -231,17 +233,18 @@ def _known_codec(name: str, warnings: list[str]) -> str:
         return "utf-8"
 
 
-def _decode(data: bytes, codec: str, warnings: list[str]) -> str:
+def _decode(data: bytes, codec: str, warnings: list[str]) -> tuple[str, str]:
+    """The text and the codec actually used (replies are encoded with it)."""
     if not codec:
         try:
-            return data.decode("utf-8")
+            return data.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             warnings.append("text is not UTF-8; read as Latin-1")
-            return data.decode("latin-1")
+            return data.decode("latin-1"), "latin-1"
     text = data.decode(codec, errors="replace")
     if "\ufffd" in text and codec.replace("_", "-") in ("utf-8", "utf8"):
         warnings.append("invalid bytes for the declared character set were replaced")
-    return text
+    return text, codec
 
 
 # --- extraction ------------------------------------------------------------------------------
@@ -262,25 +265,36 @@ class _Profile:
 def _profile(raw: dict[str, Any] | None) -> _Profile:
     raw = raw or {}
     sample_id = parse_field_path(raw.get("sample_id_field") or "OBR-2")
-    fallbacks_raw = raw.get("sample_id_fallbacks")
-    if fallbacks_raw is None:
-        fallbacks_raw = [p for p in ("OBR-3", "SPM-2", "PID-3") if parse_field_path(p) != sample_id]
+    default_fallbacks = [p for p in ("OBR-3", "SPM-2", "PID-3") if parse_field_path(p) != sample_id]
     qc_field = raw.get("qc_field")
     query_id = raw.get("query_id_field")
     return _Profile(
         sample_id=sample_id,
-        fallbacks=[parse_field_path(p) for p in fallbacks_raw],
+        fallbacks=[parse_field_path(p) for p in as_list(raw.get("sample_id_fallbacks"), default_fallbacks)],
         test_code=parse_field_path(raw.get("test_code_field") or "OBX-3.1"),
         test_name=parse_field_path(raw.get("test_name_field") or "OBX-3.2"),
         qc_field=parse_field_path(qc_field) if qc_field else None,
-        qc_values={str(v).strip() for v in raw.get("qc_values") or []},
-        skip_value_types={str(v).strip().upper() for v in raw.get("skip_value_types", ["ED"])},
+        qc_values=set(as_list(raw.get("qc_values"), [])),
+        skip_value_types={v.upper() for v in as_list(raw.get("skip_value_types"), ["ED"])},
         query_id=parse_field_path(query_id) if query_id else None,
     )
 
 
 def extract(msg: Hl7Message, profile: dict[str, Any] | None = None) -> ParsedMessage:
-    """Results (ORU^*, OUL^*), queries (QRY^*, QBP^*) or "other", per instruments.md §1.3/§1.5."""
+    """Results (ORU^*, OUL^*), queries (QRY^*, QBP^*) or "other", per instruments.md §1.3/§1.5.
+
+    Profile keys (all optional; paths as in :mod:`.fields`):
+
+    * ``sample_id_field`` "OBR-2" (Mindray BC "OBR-3", Roche "SPM-2"), always read as one leaf;
+      ``sample_id_fallbacks`` tried in turn when it is empty, default OBR-3, SPM-2, PID-3 minus
+      the primary. Each fallback used adds a warning. Set ``[]`` for Mindray BS, whose OBR-3 is
+      the rack position, so a missing barcode never turns into a guessed id;
+    * ``test_code_field`` "OBX-3.1"; ``test_name_field`` "OBX-3.2" (Mindray BS "OBX-4");
+    * ``qc_field`` + ``qc_values`` (Mindray BS "MSH-16", ["1", "2"]): a match marks the group QC;
+      SPM-11 role Q/C does too. A message whose specimens are all QC is kind "qc";
+    * ``skip_value_types`` ["ED"]: Base64 histograms are not results (a warning says so);
+    * ``query_id_field``: default QPD-3 when there is a QPD, else QRD-8.
+    A malformed path raises ValueError (configuration error, validated at input time)."""
     prof = _profile(profile)
     parsed = ParsedMessage(protocol="hl7", kind="other", message_type=msg.message_type,
                            control_id=msg.control_id, sender=_sender(msg), warnings=list(msg.warnings))
@@ -516,7 +530,7 @@ def _ack_type(msg: Hl7Message) -> str:
 
 
 def _version_at_least_25(msg: Hl7Message | None) -> bool:
-    match = re.match(r"(\d+)\.(\d+)", msg.version if msg is not None else "2.5.1")
+    match = re.match(r"(\d+)\.(\d+)", (msg.version if msg is not None else "") or "2.5.1")
     return bool(match) and (int(match.group(1)), int(match.group(2))) >= (2, 5)
 
 
@@ -544,7 +558,7 @@ def _one_ack(msg: Hl7Message | None, code: str, *, error_text: str, now: datetim
 
 def _encode(segments: list[str], msg: Hl7Message | None) -> bytes:
     """Every segment ends with CR, the HL7 segment terminator; the charset is the message's."""
-    codec = (msg.encoding if msg is not None else "") or "utf-8"
+    codec = msg.encoding if msg is not None else "utf-8"
     return "".join(s + "\r" for s in segments).encode(codec, errors="replace")
 
 

@@ -60,7 +60,7 @@ def test_hl7_parse_and_extract_raise_only_protocol_error(data):
             msg = hl7.parse_message(payload)
         except ProtocolError:
             [ack] = hl7.ack_messages(None, payload, accepted=False, now=_NOW, control_id="X")
-            assert b"MSA|AR|" in ack
+            assert hl7.parse_message(ack).get("MSA-1") == "AR"   # delimiters may be a salvaged MSH's
             continue
         parsed = hl7.extract(msg, {"sample_id_field": "SPM-2.1.1", "qc_field": "MSH-16", "qc_values": ["2"]})
         assert parsed.kind in ("results", "qc", "query", "other")
