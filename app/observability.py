@@ -1,7 +1,6 @@
 """Request ids, structured logs without personal data, health checks and Prometheus metrics."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -10,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+from app.logformat import JsonFormatter
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,25 +33,6 @@ LATENCY = Histogram(
     "lis_http_request_duration_seconds", "HTTP request latency", ["endpoint", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line. Messages carry ids and codes, never names or phone numbers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        payload: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key in ("request_id", "endpoint", "method", "status", "duration_ms", "user_id", "org_id"):
-            value = getattr(record, key, None)
-            if value is not None:
-                payload[key] = value
-        if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, ensure_ascii=False)
 
 
 class RequestIdFilter(logging.Filter):

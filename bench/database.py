@@ -54,18 +54,18 @@ def _libpq_url(url: str) -> str:
 
 
 @contextmanager
-def fresh_database(server_url: str, *, keep: bool = False) -> Iterator[str]:
-    """Create an empty `lis_bench` database, yield its URL, drop it afterwards."""
+def fresh_database(server_url: str, *, keep: bool = False, name: str = BENCH_DB) -> Iterator[str]:
+    """Create an empty database (`lis_bench` unless named), yield its URL, drop it afterwards."""
     admin_url = _libpq_url(with_database(server_url, "postgres"))
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _libpq_url(with_database(server_url, BENCH_DB))
+        yield _libpq_url(with_database(server_url, name))
     finally:
         if not keep:
             with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def migrate_and_seed(env: dict[str, str], password: str, audit_rows: int = 0) -> None:

@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-
-from flask import Flask
+from typing import TYPE_CHECKING
 
 from app.integrations.instruments import astm, astm_link, hl7, mllp
 from app.integrations.instruments.parsed import ProtocolError
 from workers.message_store import InstrumentConfig, MessageStore
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger("lis.listeners")
 
@@ -253,11 +257,12 @@ class InstrumentListeners:
         return handle
 
 
-def ingestion_waker(app: Flask) -> Callable[[], None]:
+def ingestion_waker(redis_url: str) -> Callable[[], None]:
     """After a commit, make sure an ingestion job is queued (at most one per half second)."""
+    import redis
     from rq import Queue
 
-    from app.extensions import redis_client
+    queue = Queue("ingest", connection=redis.Redis.from_url(redis_url, socket_timeout=2))
     state = {"last": 0.0}
 
     def wake() -> None:
@@ -266,21 +271,19 @@ def ingestion_waker(app: Flask) -> Callable[[], None]:
             return
         state["last"] = now
         try:
-            with app.app_context():
-                Queue("ingest", connection=redis_client()).enqueue(
-                    "workers.instruments.process_pending_messages", job_timeout=600, result_ttl=60)
+            queue.enqueue("workers.instruments.process_pending_messages", job_timeout=600, result_ttl=60)
         except Exception:  # Redis away: the cron sweep picks the messages up
             log.warning("could not queue instrument ingestion")
 
     return wake
 
 
-def database_dsn(app: Flask) -> str:
+def database_dsn(app: "Flask") -> str:
     return app.config["SQLALCHEMY_DATABASE_URI"].replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-async def serve(app: Flask, stop: asyncio.Event, *, wake: Callable[[], None] | None = None) -> None:
-    store = MessageStore(database_dsn(app), on_committed=wake)
+async def serve(dsn: str, stop: asyncio.Event, *, wake: Callable[[], None] | None = None) -> None:
+    store = MessageStore(dsn, on_committed=wake)
     await store.start()
     try:
         await store.reset_connections()
@@ -303,12 +306,40 @@ async def serve(app: Flask, stop: asyncio.Event, *, wake: Callable[[], None] | N
     log.info("instrument listener process stopped")
 
 
-def main(app: Flask) -> None:
-    async def run() -> None:
+def run(dsn: str, redis_url: str) -> None:
+    async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(app, stop, wake=ingestion_waker(app))
+        await serve(dsn, stop, wake=ingestion_waker(redis_url))
 
-    asyncio.run(run())
+    asyncio.run(main())
+
+
+def main(app: "Flask") -> None:
+    """`flask lis listeners`: hand over to a lean process of its own. The listener needs the
+    database URL, Redis and the protocol code, not the web app, so it replaces this process
+    (exec) with `python -m workers.listeners` and keeps its memory small (see PERFORMANCE)."""
+    from config import PROJECT_ROOT
+
+    path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, LIS_LISTENER_DSN=database_dsn(app), LIS_LISTENER_REDIS=app.config["REDIS_URL"],
+               LIS_LOG_LEVEL=str(app.config.get("LIS_LOG_LEVEL", "INFO")),
+               LIS_LOG_JSON="1" if app.config.get("LIS_LOG_JSON", True) else "0")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "workers.listeners"], env)
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("LIS_LOG_JSON", "1") == "1":
+        from app.logformat import JsonFormatter
+        handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=os.environ.get("LIS_LOG_LEVEL", "INFO"), handlers=[handler])
+
+
+if __name__ == "__main__":
+    _configure_logging()
+    run(os.environ["LIS_LISTENER_DSN"], os.environ["LIS_LISTENER_REDIS"])

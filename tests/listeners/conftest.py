@@ -4,6 +4,7 @@ running in a background thread, and analyzers played by sockets."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import threading
@@ -158,7 +159,7 @@ def listener(listener_lab) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
         nonlocal stop
         stop = asyncio.Event()
         ready.set()
-        await serve(listener_lab.app, stop)
+        await serve(listener_lab.dsn, stop)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
@@ -176,3 +177,25 @@ def listener(listener_lab) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
     yield listener_lab
     loop.call_soon_threadsafe(stop.set)
     thread.join(10)
+
+
+class _ErrorRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def listener_errors() -> Iterator[list[logging.LogRecord]]:
+    """Every ERROR the listener process logs ("instrument N connection failed", a failed commit...)
+    during the session: bad input must never get there."""
+    handler = _ErrorRecords()
+    logger = logging.getLogger("lis.listeners")
+    logger.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
