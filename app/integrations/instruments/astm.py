@@ -138,7 +138,7 @@ def _profile(raw: dict[str, Any] | None) -> _Profile:
         test_code=parse_field_path(raw.get("test_code_field") or "R-3.4"),
         strip_dilution=bool(raw.get("strip_dilution", True)),
         result_fields=fields,
-        value_component=int(raw.get("value_component", 1)),
+        value_component=int(raw["value_component"]) if raw.get("value_component") is not None else 1,
         query_id=parse_field_path(raw.get("query_id_field") or "Q-3.2"),
         qc_action_codes={c.upper() for c in as_list(raw.get("qc_action_codes"), ["Q"])},
         encoding=raw.get("encoding") or None,
