@@ -56,7 +56,7 @@ def _children(bind: str, web_workers: int) -> list[Child]:
     py = sys.executable
     flask = [py, "-m", "flask", "--app", "wsgi", "lis"]
     return [
-        Child("web", [py, "-m", "gunicorn", "wsgi:app", "--bind", bind, "--workers", str(web_workers),
+        Child("web", [py, "-m", "gunicorn", "wsgi:app", "--config", "python:app.gunicorn_conf", "--bind", bind, "--workers", str(web_workers),
                       "--worker-class", "gthread", "--threads", "4", "--max-requests", "5000",
                       "--max-requests-jitter", "500", "--graceful-timeout", "20", "--timeout", "60",
                       "--no-control-socket"]),

@@ -37,6 +37,9 @@ def gunicorn_argv(app_spec: str, bind: str) -> list[str]:
     web = next(child for child in _children(bind, WEB_WORKERS) if child.name == "web")
     argv = list(web.argv)
     argv[argv.index("wsgi:app")] = app_spec
+    if app_spec != "wsgi:app" and "--config" in argv:  # the LIS's own hooks (PDF warm-up) are not the baseline's
+        at = argv.index("--config")
+        del argv[at:at + 2]
     return argv
 
 

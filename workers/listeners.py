@@ -134,7 +134,7 @@ class AstmConnection:
         while True:
             data = await self._read()
             if data is None:
-                await self._perform(self.receiver.check_timeout(float("inf")))  # closed: keep what was partial
+                await self._perform(self.receiver.close())  # closed: keep what was partial
                 return
             now = time.monotonic()
             actions = self.receiver.feed(data, now) if data else self.receiver.check_timeout(now)

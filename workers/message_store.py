@@ -156,7 +156,8 @@ class MessageStore:
             "SELECT id, org_id, name, protocol, port, profile, sample_id_field, test_code_field "
             "FROM instrument WHERE active ORDER BY port", ())
         return [InstrumentConfig(r[0], r[1], r[2], r[3], r[4],
-                                 {**(r[5] or {}), "sample_id_field": r[6], "test_code_field": r[7]}) for r in rows]
+                                 {"sample_id_fallbacks": [], **(r[5] or {}), "sample_id_field": r[6],
+                                  "test_code_field": r[7]}) for r in rows]
 
     async def connection_changed(self, instrument_id: int, delta: int) -> None:
         try:

@@ -4,6 +4,7 @@ A dynamic QR for a bill: pa (payee VPA), pn (payee name), tr (= bill number, man
 merchant dynamic QR), am (two decimals), cu=INR, tn (note); values percent-encoded."""
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import quote
 
@@ -23,10 +24,14 @@ def payment_uri(*, vpa: str, payee_name: str, reference: str, amount_paise: int,
     return "upi://pay?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in params)
 
 
+# The order page re-renders the same bill's QR on every swap; generating it in pure Python
+# costs tens of milliseconds, so the last few hundred are kept (the URI includes the amount).
+@functools.lru_cache(maxsize=256)
 def qr_svg(uri: str, *, scale: int = 4) -> str:
     """An inline SVG QR code (a few KB, no image request on a slow line)."""
     return segno.make(uri, error="m").svg_inline(scale=scale, border=2)
 
 
+@functools.lru_cache(maxsize=256)
 def qr_data_uri(uri: str, *, scale: int = 4) -> str:
     return segno.make(uri, error="m").svg_data_uri(scale=scale, border=2)

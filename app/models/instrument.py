@@ -57,7 +57,9 @@ class Instrument(TenantScoped, Timestamped, Base):
                                                          cascade="all, delete-orphan")
 
     def parser_profile(self) -> dict[str, Any]:
-        return {**(self.profile or {}), "sample_id_field": self.sample_id_field,
+        # No fallback positions unless the admin sets them: a sample id is read from exactly
+        # the configured field, never guessed from another one (Mindray BS's OBR-3 is a rack).
+        return {"sample_id_fallbacks": [], **(self.profile or {}), "sample_id_field": self.sample_id_field,
                 "test_code_field": self.test_code_field}
 
 

@@ -84,6 +84,13 @@ def _pdf(html: str) -> bytes:
     return HTML(string=html).write_pdf(stylesheets=[css], font_config=config)
 
 
+def warm_up() -> None:
+    """Render one tiny PDF so the first label a desk prints does not pay WeasyPrint's start-up
+    (about a second: pango, fontconfig and the Latin fonts). Called in a background thread
+    when a gunicorn worker starts (app/gunicorn_conf.py)."""
+    _pdf("<p>warm-up</p>")
+
+
 def code128_data_uri(value: str) -> str:
     """A Code 128 barcode as an SVG data URI (vector: crisp on 203 dpi thermal printers)."""
     buffer = io.BytesIO()

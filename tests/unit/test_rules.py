@@ -80,3 +80,33 @@ def test_audit_values_are_json_safe():
 
     value = _json_safe({"at": datetime(2026, 1, 1, tzinfo=timezone.utc), "rate": Decimal("18.00"), "ids": (1, 2)})
     assert value == {"at": "2026-01-01T00:00:00+00:00", "rate": "18.00", "ids": [1, 2]}
+
+
+def test_gunicorn_worker_start_warms_the_pdf_engine():
+    """The first label of the day must not pay WeasyPrint's start-up: gunicorn's
+    post_worker_init renders a tiny PDF in the background."""
+    import logging
+    import threading
+
+    from app import gunicorn_conf
+    from app.services import documents
+
+    class Worker:
+        log = logging.getLogger("test")
+
+    documents._stylesheets.clear()
+    gunicorn_conf.post_worker_init(Worker())
+    warmers = [t for t in threading.enumerate() if t.name == "pdf-warm-up"]
+    assert warmers
+    for thread in warmers:
+        thread.join(30)
+    assert frozenset() in documents._stylesheets  # the Latin fonts are loaded
+
+
+def test_upi_qr_is_generated_once_per_uri():
+    from app.integrations import upi
+
+    upi.qr_svg.cache_clear()
+    first = upi.qr_svg("upi://pay?pa=lab@okaxis&am=10.00")
+    second = upi.qr_svg("upi://pay?pa=lab@okaxis&am=10.00")
+    assert first is second and upi.qr_svg.cache_info().hits == 1
