@@ -56,7 +56,10 @@ _SYSMEX = {"WBC": "WBC", "RBC": "RBC", "HGB": "HB", "HCT": "HCT", "MCV": "MCV", 
 # tests) can see traffic land. Codes are each vendor's style; a real lab maps its own.
 DEMO_INSTRUMENTS = [
     dict(name="Mindray BC-6800 (haematology)", make="Mindray", model="BC-6800", protocol="hl7", port=5101,
-         sample_id_field="OBR-3", test_code_field="OBX-3.1", codes=_CBC_LOINC),
+         sample_id_field="OBR-3", test_code_field="OBX-3.1", codes=_CBC_LOINC,
+         # IS rows are the analyzer's mode and suspect flags (08001 Take Mode, 12002 Leucocytosis):
+         # kept in the message, not results; ED rows are histograms.
+         profile={"skip_value_types": ["ED", "IS"]}),
     dict(name="Mindray BS-240 (chemistry)", make="Mindray", model="BS-240", protocol="hl7", port=5102,
          sample_id_field="OBR-2", test_code_field="OBX-3.1", profile={"qc_field": "MSH-16", "qc_values": ["1", "2"]},
          codes={"1": "GLUF", "2": "UREA", "3": "CREA", "4": "CHOL", "5": "TG", "6": "HDL", "7": "TBIL",
