@@ -22,15 +22,35 @@ class MllpClient:
         self.sock.sendall(VT + payload + FS + CR)
         return self.read_block()
 
-    def read_block(self) -> bytes:
-        while FS + CR not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed before an ACK")
-            self.buffer += chunk
+    def read_block(self, timeout: float | None = None) -> bytes:
+        """The next MLLP block's payload (an ACK); `timeout` overrides the socket's for this read."""
+        previous = self.sock.gettimeout()
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        try:
+            while FS + CR not in self.buffer:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed before an ACK")
+                self.buffer += chunk
+        finally:
+            self.sock.settimeout(previous)
         block, self.buffer = self.buffer.split(FS + CR, 1)
         assert block.startswith(VT), block[:20]
         return block[1:]
+
+    def closed_by_peer(self, timeout: float) -> bool:
+        """True when the listener closes the connection within `timeout` seconds without sending
+        anything more (EOF); False on silence. Bytes received instead are an assertion error."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+        assert data == b"", f"unexpected bytes from the listener: {data[:80]!r}"
+        return True
 
     def close(self) -> None:
         self.sock.close()
@@ -55,6 +75,9 @@ class AstmClient:
 
     def __init__(self, port: int, timeout: float = 5.0):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
 
     def reply(self) -> bytes:
         data = self.sock.recv(1)
