@@ -95,7 +95,15 @@ def process(message: InstrumentMessage) -> InstrumentMessage:
             notes.append(f"QC specimen {specimen.sample_id} skipped.")
             continue
         sample = _received_sample(specimen.sample_id)
+        numeric_codes = {r.code for r in specimen.results if r.value_type in ("NM", "SN")}
         for item in specimen.results:
+            # IHE LAW analyzers (Roche cobas pro/pure) send a coded CE row next to the NM row of the
+            # same test (instruments.md §1.5, §4). It is not a second value: saved, it became a new
+            # attempt that replaced the number (0,93 -> "1.00") and marked the real value 'rerun'.
+            if item.value_type in ("CE", "CWE", "CNE") and item.code in numeric_codes:
+                notes.append(f"{item.value_type} row of {item.code} kept in the message only (it goes with "
+                             f"the numeric result).")
+                continue
             reason = _attach(message, instrument, sample, specimen.sample_id, item, codes)
             if reason is None:
                 attached += 1

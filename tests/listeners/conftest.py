@@ -27,6 +27,9 @@ INSTRUMENTS: dict[str, tuple[str, str, str, dict[str, Any], dict[str, Any]]] = {
     "mindray-bc": ("hl7", "OBR-3", "OBX-3.1", {},
                    {"6690-2": "WBC", "789-8": "RBC", "718-7": {"test": "HB", "factor": 0.1}, "4544-3": "HCT",
                     "787-2": "MCV", "777-3": "PLT", "770-8": "NEUTP", "736-9": "LYMPP"}),
+    # the same analyzer configured as the demo lab does it (app/services/seed.py): IS rows skipped
+    "mindray-bc-demo": ("hl7", "OBR-3", "OBX-3.1", {"skip_value_types": ["ED", "IS"]},
+                        {"6690-2": "WBC", "718-7": {"test": "HB", "factor": 0.1}, "777-3": "PLT"}),
     "mindray-bs": ("hl7", "OBR-2", "OBX-3.1", {"qc_field": "MSH-16", "qc_values": ["1", "2"]},
                    {"1": "GLUF", "3": "CREA", "9": "ALT"}),
     "roche-pure": ("hl7", "SPM-2", "OBX-3.1", {}, {"8716": "GLUF", "8717": "CREA", "8719": "TSH"}),
