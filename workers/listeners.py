@@ -105,7 +105,9 @@ class Hl7Connection:
                                         error_text="Not an HL7 message", now=now, control_id=_control_id())
             else:
                 await self._store(event.data, control_id=message.control_id, message_type=message.message_type)
-                acks = hl7.ack_messages(message, event.data, accepted=True, now=now, control_id=_control_id())
+                # An acknowledgement is never acknowledged (HL7 v2 ch. 2): that would loop forever.
+                acks = [] if message.message_type.split("^")[0] in ("ACK", "MCF") else hl7.ack_messages(
+                    message, event.data, accepted=True, now=now, control_id=_control_id())
         for ack in acks:
             self.writer.write(mllp.frame(ack))
         await self.writer.drain()

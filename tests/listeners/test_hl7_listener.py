@@ -27,3 +27,16 @@ def test_results_attach_to_the_received_tube_with_flags(listener):
         "SELECT t.code, r.value_text, r.flag, r.source, r.status FROM result r JOIN lab_test t ON t.id = r.test_id "
         "JOIN order_test ot ON ot.id = r.order_test_id WHERE ot.order_id = %s ORDER BY t.code", order["order_id"])
     assert rows == [("CREA", "1.10", None, "instrument", "entered"), ("GLUF", "250", "H", "instrument", "entered")]
+
+
+def test_an_acknowledgement_is_stored_but_never_acknowledged(listener):
+    import uuid
+
+    control = uuid.uuid4().hex[:12]
+    ack = (f"MSH|^~\\&|ANALYZER|LAB|LIS|LAB|20261122101500||ACK^O01|{control}|P|2.3.1\rMSA|AA|ORD1\r").encode()
+    with MllpClient(listener.port("generic-hl7"), timeout=1.0) as analyzer:
+        analyzer.send_raw(b"\x0b" + ack + b"\x1c\r")
+        follow_up = analyzer.send(oru("F" + control[:10], "123", ["GLU^Glucose||90|mg/dL||N|||F"]))
+    # The next block on the wire answers the ORU, not the ACK.
+    assert msa(follow_up)[2] == "F" + control[:10]
+    assert listener.sql("SELECT message_type FROM instrument_message WHERE control_id = %s", control) == [("ACK^O01",)]
