@@ -88,7 +88,9 @@ class Hl7Connection:
     async def _on_event(self, event: mllp.MllpEvent) -> None:
         if event.kind == "discarded":
             if event.data.strip():
-                await self._store(event.data, outcome="rejected", detail="bytes outside an MLLP block (discarded)")
+                why = ("truncated message: a new block started before its end; not acknowledged"
+                       if event.data.startswith(mllp.VT) else "bytes outside an MLLP block (discarded)")
+                await self._store(event.data, outcome="rejected", detail=why)
             return
         now = datetime.now()
         if event.kind == "oversize":
@@ -164,11 +166,13 @@ class AstmConnection:
         except ProtocolError:
             return  # kept raw; the ingestion job records why it is unreadable
         if parsed.kind == "query":
+            delimiters, echoes = astm.query_echoes(payload, self.instrument.profile)
             for sample_id in parsed.query_ids or [""]:
                 found = await self.store.pending_codes(self.instrument, sample_id) if sample_id else None
                 codes, name = found if found else ([], "")
-                self.replies.append(astm.query_reply(query_message=parsed, sample_id=sample_id, test_codes=codes,
-                                                     patient_name=name, now=datetime.now()))
+                self.replies.append(astm.query_reply(
+                    query_message=parsed, sample_id=sample_id, test_codes=codes, patient_name=name,
+                    delimiters=delimiters, instrument_specimen_id=echoes.get(sample_id, ""), now=datetime.now()))
 
     async def _send_replies(self) -> None:
         sender = astm_link.AstmSender(self.replies, reply_timeout=15.0)
@@ -252,9 +256,9 @@ class InstrumentListeners:
             except Exception:  # never let one connection's problem take the listener down
                 log.exception("instrument %s connection failed", instrument.id)
             finally:
-                self.connections.discard(task)
                 writer.close()
                 await self.store.connection_changed(instrument.id, -1)
+                self.connections.discard(task)  # last: serve() waits for this handler to finish
 
         return handle
 

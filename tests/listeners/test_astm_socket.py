@@ -142,7 +142,8 @@ def test_host_query_is_answered_with_the_pending_tests_instrument_codes(listener
     stamp = reply_header(reply)
     assert reply == (f"H|\\^&|||LIS|||||||P|1|{stamp}\r"
                      "P|1||||Listener Test\r"
-                     f"O|1|{barcode}||^^^10\\^^^20|R||||||A{'|' * 14}O\r"
+                     # O-4 echoes the analyzer's own seq^rack^pos^^S1^SC from Q-3 (Roche, §3)
+                     f"O|1|{barcode}|0^50016^1^^S1^SC|^^^10\\^^^20|R||||||A{'|' * 14}O\r"
                      "L|1|N\r").encode()
     listener.process()
     message = only_message(listener, "roche-e411", control_id)
@@ -170,7 +171,7 @@ def test_host_query_leaves_out_tests_already_done(listener):
     listener.process()
     assert order_test_status(listener, order["order_id"]) == {"TSH": "entered", "FT4": "pending"}
     reply = ask(listener, barcode, uid())
-    assert f"O|1|{barcode}||^^^20|R|".encode() in reply and b"^^^10" not in reply
+    assert f"O|1|{barcode}|0^50016^1^^S1^SC|^^^20|R|".encode() in reply and b"^^^10" not in reply
 
 
 # ------------------------------------------------------------------ link-layer errors

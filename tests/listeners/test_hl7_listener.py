@@ -6,7 +6,7 @@ from tests.listeners.clients import MllpClient, msa
 
 
 def oru(control_id: str, barcode: str, obx: list[str], *, msh15: str = "", msh16: str = "") -> bytes:
-    segments = [f"MSH|^~\\&|ANALYZER|LAB|LIS|LAB|20261122101500||ORU^R01|{control_id}|P|2.3.1||||{msh15}|{msh16}",
+    segments = [f"MSH|^~\\&|ANALYZER|LAB|LIS|LAB|20261122101500||ORU^R01|{control_id}|P|2.3.1|||{msh15}|{msh16}",
                 "PID|1||||",
                 f"OBR|1|{barcode}||CHEM^Chemistry|||20261122100000"]
     segments += [f"OBX|{i}|NM|{line}" for i, line in enumerate(obx, start=1)]

@@ -305,6 +305,27 @@ def _query(record: list[str], d: Delimiters, prof: _Profile, parsed: ParsedMessa
 # --- query reply -----------------------------------------------------------------------------
 
 
+def query_echoes(text: bytes | str, profile: dict[str, Any] | None = None) -> tuple[Delimiters, dict[str, str]]:
+    """For each sample id asked about: the components of Q-3 that follow the id, to be echoed
+    in the reply's O-4. Roche sends ``^^<id>^<seq>^<rack>^<pos>^^S1^SC`` and expects its own
+    ``<seq>^<rack>^<pos>^^S1^SC`` back (§3). Also returns the query's delimiters, which the
+    reply must use (Beckman DxH: ``|\\!~``)."""
+    d, records = parse_records(text)
+    prof = _profile(profile)
+    echoes: dict[str, str] = {}
+    for record in records:
+        if not record or record[0].upper() != "Q":
+            continue
+        index = prof.query_id.field - 1
+        raw = record[index] if index < len(record) else ""
+        for rep in repetitions(raw, d.repeat):
+            value = _rep_leaf(rep, prof.query_id, d).strip()
+            if value and value.upper() != "ALL":
+                after = rep.split(d.component)[prof.query_id.component or 1:]
+                echoes.setdefault(value, d.component.join(after))
+    return d, echoes
+
+
 def query_reply(*, query_message: ParsedMessage, sample_id: str, test_codes: list[str], patient_name: str = "",
                 sender_id: str = "LIS", delimiters: Delimiters | None = None, now: datetime,
                 instrument_specimen_id: str = "", encoding: str = "utf-8") -> bytes:
