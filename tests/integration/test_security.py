@@ -359,3 +359,14 @@ def test_htmx_login_answers_with_a_full_page_redirect(client, factory):
 def test_csrf_refusal_carries_a_request_id(client):
     response = client.post("/login", data={"username": "x", "password": "y"})
     assert response.status_code == 400 and len(response.headers["X-Request-ID"]) == 32
+
+
+@pytest.mark.parametrize("method,path,exempt", [
+    ("GET", "/reception/", True), ("HEAD", "/admin/", True), ("POST", "/login", False),
+    ("GET", "/api/v1/tests", False), ("POST", "/api/v1/patients", False),
+])
+def test_only_portal_reads_skip_the_rate_limiter(app, method, path, exempt):
+    from app.extensions import _reads_are_not_limited
+
+    with app.test_request_context(path, method=method):
+        assert _reads_are_not_limited() is exempt
