@@ -168,7 +168,8 @@ def scan(barcode: str, action: str, *, user_id: int | None) -> ScanOutcome:
 
 def pending_collection(branch_id: int | None = None, *, limit: int = 200) -> list[Sample]:
     """The phlebotomy list: tubes still to draw, oldest order first, STAT first."""
-    stmt = (select(Sample).join(Order).where(Sample.status == "pending")
+    # Order is named in the select list so tenant scoping covers the join (as in results.worklist).
+    stmt = (select(Sample, Order.id).join(Order).where(Sample.status == "pending")
             .options(selectinload(Sample.order).selectinload(Order.patient), selectinload(Sample.tests)
                      .selectinload(OrderTest.test))
             .order_by((Order.priority == "stat").desc(), Order.created_at).limit(limit))
