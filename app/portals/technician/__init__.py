@@ -7,4 +7,4 @@ from app.security import role_guard
 bp = Blueprint("technician", __name__, url_prefix="/technician")
 bp.before_request(role_guard([Role.TECHNICIAN]))
 
-from app.portals.technician import routes  # noqa: E402,F401
+from app.portals.technician import dashboard, entry, instruments, receipt, unmatched, worklist  # noqa: E402,F401
