@@ -7,4 +7,4 @@ from app.security import role_guard
 bp = Blueprint("reception", __name__, url_prefix="/reception")
 bp.before_request(role_guard([Role.RECEPTION]))
 
-from app.portals.reception import patients, routes  # noqa: E402,F401
+from app.portals.reception import collections, patients, routes  # noqa: E402,F401
