@@ -11,10 +11,14 @@ MENUS: dict[Role, list[tuple[str, str]]] = {
     Role.ADMIN: [
         ("admin.dashboard", "Dashboard"), ("admin.users", "Users"), ("admin.branches", "Branches"),
         ("admin.catalogue", "Catalogue"), ("admin.referrers", "Referrers"), ("admin.price_lists", "Price lists"),
-        ("admin.clients", "Clients"), ("admin.api_tokens", "API tokens"), ("admin.audit", "Audit trail"),
+        ("admin.clients", "Clients"), ("admin.instruments", "Instruments"), ("admin.api_tokens", "API tokens"),
+        ("admin.audit", "Audit trail"),
     ],
-    Role.RECEPTION: [("reception.dashboard", "Desk")],
-    Role.TECHNICIAN: [("technician.dashboard", "Lab floor")],
+    Role.RECEPTION: [("reception.dashboard", "Desk"), ("reception.collections", "Collections")],
+    Role.TECHNICIAN: [
+        ("technician.dashboard", "Lab floor"), ("technician.receipt", "Receipt"), ("technician.worklist", "Worklist"),
+        ("technician.unmatched", "Unmatched"), ("technician.instruments", "Instruments"),
+    ],
     Role.PATHOLOGIST: [("pathologist.dashboard", "Verification")],
     Role.BILLING: [("billing.dashboard", "Billing")],
 }

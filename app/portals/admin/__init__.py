@@ -7,4 +7,4 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(role_guard([Role.ADMIN]))
 
 from app.portals.admin import (audit_log, branches, catalogue, catalogue_panels, catalogue_prices,  # noqa: E402,F401
-                               catalogue_referrers, dashboard, tokens, users)
+                               catalogue_referrers, dashboard, instruments, tokens, users)
