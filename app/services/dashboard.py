@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Row, func, select
 
 from app.extensions import db
-from app.models import AuditEvent, Branch, Department, LabTest, User
+from app.models import AuditEvent, Branch, Department, LabTest, OrderTest, Result, Sample, UnmatchedResult, User
 
 
 @dataclass
@@ -48,3 +48,22 @@ def staff_summary(user: User) -> Summary:
     ).all()
     return Summary(departments=[(name, count) for name, count in departments],
                    recent=_recent_activity(user, mine=True))
+
+
+def floor_counts() -> dict[str, int]:
+    """What waits on the laboratory floor: tubes to receive, tests without a result on
+    received tubes, critical results not yet verified, unmatched analyzer results."""
+    def count(stmt):  # type: ignore[no-untyped-def]
+        return db.session.execute(stmt).scalar_one()
+
+    return {
+        "awaiting_receipt": count(select(func.count(Sample.id)).where(Sample.status.in_(("pending", "collected")))),
+        # Sample is named in the select list so the tenant scoping covers the join.
+        "pending_tests": sum(n for _, n in db.session.execute(
+            select(Sample.status, func.count(OrderTest.id)).select_from(OrderTest).join(OrderTest.sample)
+            .where(OrderTest.status == "pending", Sample.status.in_(("received", "in_process", "done")))
+            .group_by(Sample.status))),
+        "criticals": count(select(func.count(Result.id)).where(Result.is_current.is_(True), Result.critical.is_(True),
+                                                                Result.status == "entered")),
+        "open_unmatched": count(select(func.count(UnmatchedResult.id)).where(UnmatchedResult.status == "open")),
+    }

@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 from app import audit
 from app.extensions import db
 from app.formatting import IST
-from app.models import LabTest, Order, OrderTest, Patient, ReferenceInterval, Result, Sample
+from app.models import LabTest, Order, OrderTest, ReferenceInterval, Result, Sample
 from app.models.base import utcnow
 from app.services import ServiceError, calculations, samples
 
@@ -178,7 +178,12 @@ def _collection_time(sample: Sample | None) -> datetime:
 
 
 def save(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> Result:
-    """Save a result for one ordered test and recompute the calculated tests that use it."""
+    """Save a result for one ordered test and recompute the calculated tests that use it.
+
+    The order row is locked first: two inputs of one order saved at the same moment (two
+    screens, a screen and an analyzer) are serialised, so the calculated tests always see
+    every input and never keep a stale value."""
+    db.session.execute(select(Order.id).where(Order.id == order_test.order_id).with_for_update())
     result = _save_one(order_test, entry, user_id=user_id)
     recalculate(order_test.order, changed_code=order_test.test.code, user_id=user_id)
     return result
@@ -272,12 +277,25 @@ def recalculate(order: Order, *, changed_code: str | None = None, user_id: int |
 
 # ---------------------------------------------------------------- reading
 
-def order_tests_for_entry(order_id: int) -> list[OrderTest]:
+def order_tests_for_entry(order_id: int, ids: list[int] | None = None) -> list[OrderTest]:
+    """An order's tests (or only `ids` of them) with what the entry grid shows."""
+    stmt = (select(OrderTest).where(OrderTest.order_id == order_id)
+            .options(selectinload(OrderTest.test).selectinload(LabTest.intervals),
+                     selectinload(OrderTest.sample), selectinload(OrderTest.order).selectinload(Order.patient))
+            .order_by(OrderTest.id))
+    if ids is not None:
+        stmt = stmt.where(OrderTest.id.in_(ids))
+    return list(db.session.execute(stmt).scalars())
+
+
+def dependent_ids(order_test: OrderTest) -> list[int]:
+    """Ids of the order's calculated tests that use this test's value (they change with it)."""
+    codes = calculations.dependents(order_test.test.code)
+    if not codes:
+        return []
     return list(db.session.execute(
-        select(OrderTest).where(OrderTest.order_id == order_id)
-        .options(selectinload(OrderTest.test).selectinload(LabTest.intervals),
-                 selectinload(OrderTest.sample), selectinload(OrderTest.order).selectinload(Order.patient))
-        .order_by(OrderTest.id)).scalars())
+        select(OrderTest.id, LabTest.code).join(LabTest, OrderTest.test_id == LabTest.id)
+        .where(OrderTest.order_id == order_test.order_id, LabTest.code.in_(codes))).scalars())
 
 
 def currents_for(order_test_ids: list[int]) -> dict[int, Result]:

@@ -136,12 +136,18 @@ def recollect(sample: Sample, *, user_id: int | None) -> Sample:
         raise TransitionRefused("Only a rejected tube can be recollected.")
     if db.session.execute(select(Sample.id).where(Sample.recollect_of_id == sample.id)).first():
         raise TransitionRefused("A new tube has already been made for this one.")
+    # Only tests still waiting move to the new tube; a result already entered from this tube
+    # stays with it (the pathologist decides whether to rerun it).
+    waiting = list(db.session.execute(select(OrderTest).where(OrderTest.sample_id == sample.id,
+                                                              OrderTest.status == "pending")).scalars())
+    if not waiting:
+        raise TransitionRefused("Every test on this tube already has a result: nothing to recollect.")
     from app.services.orders import next_barcode  # the order owns the number series
     new = Sample(order_id=sample.order_id, barcode=next_barcode(), specimen=sample.specimen,
                  container=sample.container, status="pending", recollect_of_id=sample.id)
     db.session.add(new)
     db.session.flush()
-    for order_test in db.session.execute(select(OrderTest).where(OrderTest.sample_id == sample.id)).scalars():
+    for order_test in waiting:
         order_test.sample_id = new.id
     audit.record("sample.recollect", entity_type="sample", entity_id=sample.barcode,
                  after={"new_barcode": new.barcode})

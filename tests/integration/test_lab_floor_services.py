@@ -190,3 +190,24 @@ def test_worklist_puts_stat_and_critical_first(lab, factory):
     ids = [ot.order_id for ot in listed]
     assert ids.index(stat.id) < ids.index(routine.id)
     assert results.worklist(results.WorklistFilter(status="pending", priority="stat"))[0].order_id == stat.id
+
+
+def test_recollect_moves_only_the_tests_still_waiting(lab, factory):
+    order = factory.order(lab["org"], ["LIPID"])
+    tube = order.samples[0]
+    _save(order, "CHOL", "180")
+    samples.reject(tube, "haemolysed", "HDL interference", user_id=None)
+    new = samples.recollect(tube, user_id=None)
+    by_code = {ot.test.code: ot.sample_id for ot in order.tests}
+    assert by_code["CHOL"] == tube.id  # its result stays with the tube it came from
+    assert by_code["HDL"] == new.id and by_code["TG"] == new.id
+
+
+def test_nothing_to_recollect_when_every_test_has_a_result(lab, factory):
+    order = factory.order(lab["org"], ["GLUF"])
+    tube = order.samples[0]
+    _save(order, "GLUF", "95")
+    tube.status = "received"  # done -> back, to reject it for the test
+    samples.reject(tube, "clotted", user_id=None)
+    with pytest.raises(samples.TransitionRefused, match="nothing to recollect"):
+        samples.recollect(tube, user_id=None)

@@ -9,11 +9,8 @@ from typing import Any
 
 from flask import abort, flash, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
-
 from app.extensions import db
-from app.models import LabTest, Order, OrderTest, Result
+from app.models import Order, OrderTest, Result
 from app.models.base import utcnow
 from app.portals import see_other, wants_fragment
 from app.portals.technician import bp
@@ -105,26 +102,10 @@ def _rows(order: Order) -> list[Row]:
     return [Row(ot, currents.get(ot.id), _interval_for(ot, currents.get(ot.id))) for ot in tests]
 
 
-# The answer to one save re-renders only that row and the calculated rows it feeds, not the
-# whole grid: a 60-test package would otherwise cost ~40 ms and ~11 KB per Enter. These two
-# loaders read by key within the order; results.order_tests_for_entry(order_id, ids) and a
-# "dependents in this order" query would be their natural home.
-
-def _dependent_ids(ot: OrderTest) -> list[int]:
-    """Ids of the order's calculated tests that use this test's value."""
-    codes = calculations.dependents(ot.test.code)
-    if not codes:
-        return []
-    return list(db.session.execute(
-        select(OrderTest.id, LabTest.code).join(LabTest, OrderTest.test_id == LabTest.id)
-        .where(OrderTest.order_id == ot.order_id, LabTest.code.in_(codes))).scalars())
-
-
 def _rows_for(order_id: int, ids: list[int]) -> list[Row]:
-    tests = list(db.session.execute(
-        select(OrderTest).where(OrderTest.order_id == order_id, OrderTest.id.in_(ids))
-        .options(selectinload(OrderTest.test), selectinload(OrderTest.sample))  # intervals: only if no result
-        .order_by(OrderTest.id)).scalars())
+    """Only these rows: the answer to one save re-renders the saved row and the calculated
+    rows it feeds, not the whole grid (a 60-test package would cost ~40 ms and ~11 KB)."""
+    tests = results.order_tests_for_entry(order_id, ids)
     currents = results.currents_for([ot.id for ot in tests])
     return [Row(ot, currents.get(ot.id), _interval_for(ot, currents.get(ot.id))) for ot in tests]
 
@@ -148,7 +129,7 @@ def result_save(accession: str, order_test_id: int):  # type: ignore[no-untyped-
     order_id = get_or_404(Order, accession=accession).id
     ot = get_or_404(OrderTest, id=order_test_id, order_id=order_id)
     raw, comment = request.form.get("value", "")[:400], request.form.get("comment", "")[:2000]
-    ot_id, name, refresh = ot.id, ot.test.name, _dependent_ids(ot)  # read before the commit expires them
+    ot_id, name, refresh = ot.id, ot.test.name, results.dependent_ids(ot)  # read before the commit expires them
     try:
         results.save(ot, results.Entry(raw=raw, comment=comment), user_id=current_user.id)
         db.session.commit()
