@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from app import audit
 from app.extensions import db
@@ -178,18 +178,31 @@ def _collection_time(sample: Sample | None) -> datetime:
 
 
 def save(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> Result:
-    """Save a result for one ordered test and recompute the calculated tests that use it.
+    """Save a result for one ordered test and recompute the calculated tests that use it."""
+    return save_with_dependents(order_test, entry, user_id=user_id)[0]
+
+
+def save_with_dependents(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> tuple[Result, list[int]]:
+    """Save a result and recompute the calculated tests that use it; also returns the ids of
+    those calculated tests in this order (the grid re-renders them).
 
     The order row is locked first: two inputs of one order saved at the same moment (two
     screens, a screen and an analyzer) are serialised, so the calculated tests always see
     every input and never keep a stale value."""
     db.session.execute(select(Order.id).where(Order.id == order_test.order_id).with_for_update())
+    # Everything a save reads, in two statements, instead of a lazy load per attribute.
+    db.session.execute(select(OrderTest).where(OrderTest.id == order_test.id).options(
+        joinedload(OrderTest.test).selectinload(LabTest.intervals), joinedload(OrderTest.sample),
+        joinedload(OrderTest.order).joinedload(Order.patient))).unique().scalar_one()
     result = _save_one(order_test, entry, user_id=user_id)
-    recalculate(order_test.order, changed_code=order_test.test.code, user_id=user_id)
-    return result
+    _, dependent_ids = _recalculate(order_test.order, changed_code=order_test.test.code, user_id=user_id)
+    return result, dependent_ids
 
 
-def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> Result:
+_UNKNOWN = object()
+
+
+def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None, current: object = _UNKNOWN) -> Result:
     test, sample = order_test.test, order_test.sample
     if entry.source != "calculated" and (sample is None or sample.status not in ENTERABLE_SAMPLE_STATES):
         state = "rejected" if sample is not None and sample.status == "rejected" else "not received yet"
@@ -203,7 +216,9 @@ def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> Re
         value = ParsedValue(value.text, value.number.quantize(Decimal(1).scaleb(-test.decimals),
                                                               rounding=ROUND_HALF_UP))
     comment = entry.comment.strip()[:2000]
-    current = current_result(order_test.id)
+    if current is _UNKNOWN:  # the caller may already know it (recalculation does)
+        current = current_result(order_test.id)
+    assert current is None or isinstance(current, Result)
     if current is not None and current.status not in ("entered",):
         raise ResultInvalid(f"{test.name} is already {current.status}: the pathologist must send it back "
                             f"before it can change.")
@@ -246,15 +261,21 @@ def recalculate(order: Order, *, changed_code: str | None = None, user_id: int |
     or a person entered for a 'calculated' test (MCH from the analyzer) is never overwritten.
     With `changed_code`, only the formulas that use that test are looked at (most saves on a
     busy grid touch one or two)."""
+    return _recalculate(order, changed_code=changed_code, user_id=user_id)[0]
+
+
+def _recalculate(order: Order, *, changed_code: str | None, user_id: int | None) -> tuple[list[Result], list[int]]:
     formulas = calculations.dependents(changed_code) if changed_code is not None else list(calculations.FORMULAS)
     if not formulas:
-        return []
+        return [], []
     # One statement for the order's tests and their codes (not a lazy load per test).
-    rows = db.session.execute(select(OrderTest, LabTest.code).join(LabTest, OrderTest.test_id == LabTest.id)
-                              .where(OrderTest.order_id == order.id)).all()
+    # Selecting the tests too puts them in the identity map: `ot.test` below costs no query.
+    rows = [(ot, test.code) for ot, test in db.session.execute(
+        select(OrderTest, LabTest).join(LabTest, OrderTest.test_id == LabTest.id)
+        .where(OrderTest.order_id == order.id)).all()]
     wanted = {code: ot for ot, code in rows if code in formulas}
     if not wanted:
-        return []
+        return [], []
     needed = {name for code in wanted for name in calculations.FORMULAS[code].inputs} | set(wanted)
     ids_by_code = {code: ot.id for ot, code in rows if code in needed}
     currents = currents_for(list(ids_by_code.values()))
@@ -271,21 +292,29 @@ def recalculate(order: Order, *, changed_code: str | None = None, user_id: int |
         if number is None:
             continue
         saved.append(_save_one(order_test, Entry(raw=format_number(number, order_test.test.decimals),
-                                                 source="calculated"), user_id=user_id))
-    return saved
+                                                 source="calculated"), user_id=user_id, current=existing))
+    return saved, [ot.id for ot in wanted.values()]
 
 
 # ---------------------------------------------------------------- reading
 
 def order_tests_for_entry(order_id: int, ids: list[int] | None = None) -> list[OrderTest]:
-    """An order's tests (or only `ids` of them) with what the entry grid shows."""
-    stmt = (select(OrderTest).where(OrderTest.order_id == order_id)
-            .options(selectinload(OrderTest.test).selectinload(LabTest.intervals),
-                     selectinload(OrderTest.sample), selectinload(OrderTest.order).selectinload(Order.patient))
-            .order_by(OrderTest.id))
-    if ids is not None:
-        stmt = stmt.where(OrderTest.id.in_(ids))
+    """An order's tests with what the entry grid shows. With `ids` (the rows one save
+    re-renders, which mostly have results and so their interval snapshot), the intervals and
+    the patient are left to load only where a row has no result yet."""
+    stmt = select(OrderTest).where(OrderTest.order_id == order_id).order_by(OrderTest.id)
+    if ids is None:
+        stmt = stmt.options(selectinload(OrderTest.test).selectinload(LabTest.intervals),
+                            selectinload(OrderTest.sample), selectinload(OrderTest.order).selectinload(Order.patient))
+    else:
+        stmt = stmt.where(OrderTest.id.in_(ids)).options(joinedload(OrderTest.test), joinedload(OrderTest.sample))
     return list(db.session.execute(stmt).scalars())
+
+
+def order_test_of(accession: str, order_test_id: int) -> OrderTest | None:
+    """One ordered test, only if it belongs to the order with this accession."""
+    return db.session.execute(select(OrderTest, Order.id).join(Order, OrderTest.order_id == Order.id)
+                              .where(OrderTest.id == order_test_id, Order.accession == accession)).scalar()
 
 
 def dependent_ids(order_test: OrderTest) -> list[int]:

@@ -14,7 +14,6 @@ from app.models import Order, OrderTest, Result
 from app.models.base import utcnow
 from app.portals import see_other, wants_fragment
 from app.portals.technician import bp
-from app.security import get_or_404
 from app.services import ServiceError, calculations, orders, results, samples
 
 
@@ -126,28 +125,37 @@ def results_grid(accession: str):  # type: ignore[no-untyped-def]
 
 @bp.post("/orders/<accession>/results/<int:order_test_id>", endpoint="result_save")
 def result_save(accession: str, order_test_id: int):  # type: ignore[no-untyped-def]
-    order_id = get_or_404(Order, accession=accession).id
-    ot = get_or_404(OrderTest, id=order_test_id, order_id=order_id)
+    ot = results.order_test_of(accession, order_test_id) or abort(404)
     raw, comment = request.form.get("value", "")[:400], request.form.get("comment", "")[:2000]
-    ot_id, name, refresh = ot.id, ot.test.name, results.dependent_ids(ot)  # read before the commit expires them
+    ot_id, order_id = ot.id, ot.order_id
     try:
-        results.save(ot, results.Entry(raw=raw, comment=comment), user_id=current_user.id)
-        db.session.commit()
+        _, refresh = results.save_with_dependents(ot, results.Entry(raw=raw, comment=comment), user_id=current_user.id)
     except ServiceError as err:
         db.session.rollback()
-        if not wants_fragment():
-            full = _order_or_404(accession)
-            rows = _rows(full)
-            row = next(r for r in rows if r.ot.id == ot.id)
-            row.error, row.raw, row.comment = err.message, raw, comment
-            return render_template("technician/results.html", order=full, rows=rows, accession=accession,
-                                   **HELPERS), 422
-        row = _rows_for(order_id, [ot_id])[0]
-        row.error, row.raw, row.comment = err.message, raw, comment
-        return render_template("technician/_result_row.html", row=row, accession=accession, **HELPERS), 422
+        return _refused(accession, order_id, ot_id, err.message, raw, comment)
     if not wants_fragment():
+        name = ot.test.name
+        db.session.commit()
         flash(f"Saved {name}.", "success")
         return see_other(url_for(".results", accession=accession) + f"#ot-{ot_id}")
+    # Rendered from the session before the commit: the objects are fresh, nothing is reloaded.
+    # If the commit fails the exception propagates and this page is never sent.
     rows = _rows_for(order_id, [ot_id, *refresh])
-    return render_template("technician/_result_saved.html", row=next(r for r in rows if r.ot.id == ot_id),
+    page = render_template("technician/_result_saved.html", row=next(r for r in rows if r.ot.id == ot_id),
                            calculated=[r for r in rows if r.ot.id != ot_id], accession=accession, **HELPERS)
+    db.session.commit()
+    return page
+
+
+def _refused(accession: str, order_id: int, ot_id: int, message: str, raw: str, comment: str):  # type: ignore[no-untyped-def]
+    """The row again with the message and what was typed, 422; nothing was saved."""
+    if not wants_fragment():
+        full = _order_or_404(accession)
+        rows = _rows(full)
+        row = next(r for r in rows if r.ot.id == ot_id)
+        row.error, row.raw, row.comment = message, raw, comment
+        return render_template("technician/results.html", order=full, rows=rows, accession=accession,
+                               **HELPERS), 422
+    row = _rows_for(order_id, [ot_id])[0]
+    row.error, row.raw, row.comment = message, raw, comment
+    return render_template("technician/_result_row.html", row=row, accession=accession, **HELPERS), 422
