@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, ForeignKey, Index, Sequence, String, UniqueConstraint
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Date, ForeignKey, Index, PrimaryKeyConstraint, Sequence,
+                        String, UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TenantScoped, Timestamped
@@ -48,3 +49,42 @@ class Patient(TenantScoped, Timestamped, Base):
     abha_address: Mapped[str | None] = mapped_column(String(100))
     registered_branch_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("branch.id"))
     created_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("app_user.id"))
+
+
+class NameWord(TenantScoped, Base):
+    """The organization's dictionary of folded name words, with how many patients have each.
+
+    Name search finds the dictionary words nearest to each typed word (trigram KNN: fast on
+    a table of short single words, unlike on whole names) and uses the counts to start from
+    the rarest typed word. Kept in step with patients by services/patients.py."""
+
+    __tablename__ = "name_word"
+    __table_args__ = (
+        Index("ix_name_word_knn", "org_id", "word", postgresql_using="gist",
+              postgresql_ops={"word": "gist_trgm_ops"}),
+    )
+
+    # The primary key (org_id, word) is also the B-tree for words beginning with 1–2 letters.
+    org_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("organization.id", ondelete="RESTRICT"),
+                                        primary_key=True)
+    word: Mapped[str] = mapped_column(String(200), primary_key=True)
+    patients: Mapped[int] = mapped_column(BigInteger)
+
+
+class PatientWord(TenantScoped, Base):
+    """One row per distinct word of a patient's folded name (name_search split on spaces).
+
+    The primary key (org_id, word, patient_id) is the B-tree search reads: a word's patients,
+    newest first (scanned backwards). It carries the whole folded name (INCLUDE), so that
+    search intersects words and ranks names from this index alone, without visiting
+    thousands of patient rows; services/patients.py rewrites a patient's rows on a rename."""
+
+    __tablename__ = "patient_word"
+    __table_args__ = (
+        PrimaryKeyConstraint("org_id", "word", "patient_id", postgresql_include=["name_search"]),
+    )
+
+    org_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("organization.id", ondelete="RESTRICT"))
+    word: Mapped[str] = mapped_column(String(200))
+    patient_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("patient.id", ondelete="CASCADE"))
+    name_search: Mapped[str] = mapped_column(String(200))  # = patient.name_search

@@ -11,11 +11,13 @@ from typing import Any
 
 from flask import current_app
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import func, literal, or_, select, text
+from sqlalchemy import delete, func, insert, literal, or_, select, text
+from sqlalchemy import update as update_statement
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import audit
 from app.extensions import db
-from app.models import Patient
+from app.models import NameWord, Patient, PatientWord
 from app.services import ServiceError, identifiers, names
 from app.services.branches import STATE_CODES
 
@@ -242,6 +244,7 @@ def register(raw: dict[str, Any], *, branch_id: int | None, created_by_id: int |
     patient = Patient(mrn=next_mrn(), registered_branch_id=branch_id, created_by_id=created_by_id, **values)
     db.session.add(patient)
     db.session.flush()
+    _index_words(patient, before="")
     audit.record("patient.registered", entity_type="patient", entity_id=patient.mrn,
                  after=audit.snapshot(patient, AUDITED) | {"confirmed_despite_duplicates": confirm_new})
     return patient
@@ -251,8 +254,47 @@ def update(patient: Patient, raw: dict[str, Any]) -> Patient:
     """Edit a patient (audited, only changed fields). An empty Aadhaar keeps the stored one."""
     data = validate(raw)
     values = _values(data)
+    before = patient.name_search
     audit.apply_changes(patient, values, entity_type="patient", fields=AUDITED, key="mrn")
+    _index_words(patient, before=before)
     return patient
+
+
+# --- the name-word index search uses --------------------------------------------------
+
+
+def _words(name_search: str) -> set[str]:
+    """The words of a folded name: what the migration takes as string_to_array(name_search, ' ')."""
+    return set(name_search.split())
+
+
+def _index_words(patient: Patient, *, before: str) -> None:
+    """Keep patient_word and the dictionary's counts (name_word) in step with a patient's
+    folded name (`before`: the name it replaces, "" on registration), in the caller's
+    transaction. The patient's patient_word rows are rewritten (each carries the whole
+    name); counts change only for the words gained or lost, and a word no patient has
+    any more leaves the dictionary, so search never offers it. Words go in sorted order:
+    two desks saving names with the same words lock dictionary rows in the same order."""
+    after = patient.name_search
+    if after == before:
+        return
+    old, new = _words(before), _words(after)
+    if old:
+        db.session.execute(delete(PatientWord).where(PatientWord.patient_id == patient.id,
+                                                     PatientWord.word.in_(sorted(old))))
+    if new:
+        db.session.execute(insert(PatientWord), [
+            {"org_id": patient.org_id, "word": w, "patient_id": patient.id, "name_search": after}
+            for w in sorted(new)])
+    if gone := sorted(old - new):
+        db.session.execute(update_statement(NameWord).where(NameWord.word.in_(gone))
+                           .values(patients=NameWord.patients - 1).execution_options(synchronize_session=False))
+        db.session.execute(delete(NameWord).where(NameWord.word.in_(gone), NameWord.patients <= 0)
+                           .execution_options(synchronize_session=False))
+    if added := sorted(new - old):
+        upsert = pg_insert(NameWord).values([{"org_id": patient.org_id, "word": w, "patients": 1} for w in added])
+        db.session.execute(upsert.on_conflict_do_update(index_elements=[NameWord.org_id, NameWord.word],
+                                                        set_={"patients": NameWord.patients + 1}))
 
 
 def as_form_data(patient: Patient) -> dict[str, Any]:
