@@ -59,6 +59,9 @@ def configure_logging(app: Flask) -> None:
     root.addHandler(handler)
     root.setLevel(app.config.get("LIS_LOG_LEVEL", "INFO"))
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl call
+    # WeasyPrint logs every rendering step at INFO ("Step 4 - Creating formatting structure").
+    logging.getLogger("weasyprint").setLevel(logging.WARNING)
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
 access_log = logging.getLogger("lis.access")
