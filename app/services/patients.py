@@ -11,11 +11,13 @@ from typing import Any
 
 from flask import current_app
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import delete, func, insert, literal, or_, select, text
+from sqlalchemy import Text, any_, bindparam, delete, exists, func, insert, or_, select, text
 from sqlalchemy import update as update_statement
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import aliased
 
-from app import audit
+from app import audit, security
 from app.extensions import db
 from app.models import NameWord, Patient, PatientWord
 from app.services import ServiceError, identifiers, names
@@ -315,7 +317,8 @@ MRN_RE = re.compile(r"^\d{7,12}$")
 
 
 def search(query: str, *, limit: int = 20) -> list[Patient]:
-    """One box for MRN, mobile (any format) and name (partial, accent- and variant-tolerant)."""
+    """One box for MRN, mobile (any format) and name (partial, accent- and variant-tolerant,
+    typing slips forgiven; matched word by word, below)."""
     q = (query or "").strip()[:100]
     if len(q) < 2:
         return []
@@ -339,16 +342,193 @@ def search(query: str, *, limit: int = 20) -> list[Patient]:
         escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return list(db.session.execute(select(Patient).where(Patient.name_search.like(f"%{escaped}%"))
                                        .order_by(Patient.name_search).limit(limit)).scalars())
-    # Nearest neighbours by word similarity, straight from the GiST index (no sort of every
-    # match), then a floor so that unrelated names do not fill the list.
-    score = func.word_similarity(key, Patient.name_search)
-    rows = db.session.execute(
-        select(Patient, score).order_by(literal(key).op("<<->")(Patient.name_search)).limit(limit)
-    ).all()
-    return [patient for patient, similarity in rows if similarity >= MIN_WORD_SIMILARITY]
+    words = key.split()
+    if len(q) < 3 or (len(words) > 1 and all(len(w) < 3 for w in words)):
+        # Two letters typed ("Ka"), or initials only ("K R"). What was typed counts, not
+        # its fold: "Jha" and "Iyer" fold to "ja" and "ir" and are whole surnames.
+        return _names_beginning(key, limit)
+    return _names_by_words(key, words, limit)
 
 
-MIN_WORD_SIMILARITY = 0.45
+# Names are searched by word, not as whole strings: a trigram nearest-neighbour scan over a
+# million whole names reads most of its index (docs/PERFORMANCE.md, "Why names miss"),
+# while the organization's dictionary of distinct name words (name_word) is small and its
+# trigram index tells which words look like a typed word in well under a millisecond.
+# Patients are then found, and ranked, in patient_word's primary key, which carries each
+# patient's folded name: only the 20 patients shown are read from the patient table.
+WORD_MATCH = 0.3  # how similar a dictionary word must be to a typed word (typing slips: 0.4–0.6)
+WORD_BAND = 0.15  # a slip among several typed words: its best words by trigrams and those this close
+NEAREST_WORDS = 8  # dictionary words considered per typed word
+NEWEST_PER_WORD = 20  # one typed word: the newest patients of each matching word are ranked
+MIN_WORD_SIMILARITY = 0.45  # when a typed word matches no word of the name: how close the name must be
+SLIP_MIN_LETTERS = 4  # shorter typed words are one slip away from too many names
+
+# Raw SQL (a LATERAL per typed word) is not scoped by the ORM: both filter org_id themselves.
+_NEAREST_WORDS_SQL = text("""
+    SELECT t.n, d.word, d.similarity, d.patients
+    FROM unnest(CAST(:typed AS text[])) WITH ORDINALITY AS t(word, n)
+    CROSS JOIN LATERAL (
+        SELECT word, patients, word_similarity(t.word, word) AS similarity FROM name_word
+        WHERE org_id = CAST(:org AS bigint) ORDER BY t.word <<-> word LIMIT :scan) d
+    WHERE d.similarity >= :min_similarity""")
+_NEWEST_OF_WORDS_SQL = text("""
+    SELECT hit.patient_id FROM unnest(CAST(:words AS text[])) AS c(word)
+    CROSS JOIN LATERAL (
+        SELECT patient_id, name_search FROM patient_word
+        WHERE org_id = CAST(:org AS bigint) AND word = c.word
+        ORDER BY patient_id DESC LIMIT :per_word) hit
+    GROUP BY hit.patient_id, hit.name_search
+    ORDER BY word_similarity(:key, hit.name_search) DESC, hit.patient_id DESC LIMIT :limit""")
+
+
+def _tenant() -> int:
+    """The organization for the raw SQL here, which refuses to run without one."""
+    org_id = security.current_tenant()
+    if org_id is None:
+        raise security.TenantNotSet("name search without an organization")
+    return org_id
+
+
+def _names_beginning(key: str, limit: int) -> list[Patient]:
+    """Names beginning with the key, in name order: a range scan of ix_patient_org_name_dob,
+    stopped after `limit` rows (left() re-checks the range in case the collation is not C;
+    a LIKE there would tempt the planner into the trigram index). Similarity means
+    nothing for two letters, and no trigram index helps with them."""
+    upper = key[:-1] + chr(ord(key[-1]) + 1)
+    return list(db.session.execute(
+        select(Patient).where(Patient.name_search >= key, Patient.name_search < upper,
+                              func.left(Patient.name_search, len(key)) == key)
+        .order_by(Patient.name_search, Patient.date_of_birth).limit(limit)).scalars())  # the index's order
+
+
+@dataclass(frozen=True)
+class _Typed:
+    """A typed word (3 letters or more) and the dictionary words that may be meant by it."""
+
+    word: str
+    near: dict[str, float]  # its nearest words by trigrams, {word: similarity}, best first
+    slips: frozenset[str]  # words one typing slip away: a letter dropped, extra, wrong or swapped
+
+
+def _one_slip_away(word: str) -> set[str]:
+    """Every string one typing slip from `word` (what a spelling checker tries): trigrams
+    rank "Narseen" no nearer to "Nasreen" than to a dozen other names."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    return ({a + b[1:] for a, b in splits if b} | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+            | {a + c + b[1:] for a, b in splits if b for c in letters} | {a + c + b for a, b in splits for c in letters})
+
+
+def _look_up(typed: list[str]) -> tuple[list[_Typed], dict[str, int]]:
+    """The dictionary words each typed word may mean, and how many patients have each: a
+    KNN scan of ix_name_word_knn per typed word (NEAREST_WORDS at least WORD_MATCH similar,
+    the commonest first among equals; ordered by distance alone in SQL, or PostgreSQL sorts
+    the whole dictionary), then one primary-key lookup of the words one slip away from
+    those that are not dictionary words themselves."""
+    rows: list[list[tuple[float, int, str]]] = [[] for _ in typed]
+    for n, word, similarity, count in db.session.execute(_NEAREST_WORDS_SQL, {
+            "typed": typed, "org": _tenant(), "scan": 2 * NEAREST_WORDS, "min_similarity": WORD_MATCH}):
+        rows[n - 1].append((similarity, count, word))
+    patients_with = {w: c for found in rows for _, c, w in found}
+    near = [{w: s for s, _, w in sorted(found, reverse=True)[:NEAREST_WORDS]} for found in rows]
+    slips = {t: _one_slip_away(t) for t, n in zip(typed, near) if t not in n and len(t) >= SLIP_MIN_LETTERS}
+    if slips:
+        patients_with |= dict(db.session.execute(select(NameWord.word, NameWord.patients).where(
+            NameWord.word == any_(bindparam("slips", sorted(set().union(*slips.values())), type_=ARRAY(Text)))
+        )).all())
+    found = [_Typed(t, n, frozenset(slips.get(t, set()) & patients_with.keys())) for t, n in zip(typed, near)]
+    return found, patients_with
+
+
+def _spellings(typed: _Typed, others: list[str]) -> list[str]:
+    """The dictionary words one of several typed words stands for: itself when some
+    patient has it ("Gowramma", not also the 12,000 "Gowda"s that share its first
+    trigrams); for a slip or a beginning ("Hemnat", "Kavi"), the words one slip away, the
+    best by trigrams and those within WORD_BAND of them, and the words it begins. Never
+    another typed word: one word of a name answers for one typed word."""
+    near = {w: similarity for w, similarity in typed.near.items() if w not in others}
+    if typed.word in near:
+        return [typed.word]
+    best = max(near.values(), default=0.0)
+    close = {w for w, similarity in near.items() if similarity >= best - WORD_BAND or w.startswith(typed.word)}
+    return sorted(close | (typed.slips - set(others)))
+
+
+def _words_beginning(short: str) -> list[str]:
+    """A word of 1–2 letters after folding ("Jha" → "ja"): itself if some patient has it,
+    then the commonest words beginning with it (the dictionary's primary key, a range)."""
+    upper = short[:-1] + chr(ord(short[-1]) + 1)
+    return list(db.session.execute(
+        select(NameWord.word).where(NameWord.word >= short, NameWord.word < upper)
+        .order_by((NameWord.word == short).desc(), NameWord.patients.desc()).limit(NEAREST_WORDS)).scalars())
+
+
+def _patients(ids: list[int]) -> list[Patient]:
+    """The patients of these ids (the ORM scopes them to the organization too), in that order."""
+    by_id = {p.id: p for p in db.session.execute(select(Patient).where(Patient.id.in_(ids))).scalars()}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def _names_by_words(key: str, words: list[str], limit: int) -> list[Patient]:
+    """Every typed word of 3 letters or more must match one of its dictionary words (so
+    spelling variants fold() does not join, and typing slips, still match); a shorter one
+    must begin a word of the name ("K Ramesh"). Ranked by word similarity to all that was
+    typed."""
+    long = list(dict.fromkeys(w for w in words if len(w) >= 3))
+    short = [w for w in words if len(w) < 3]
+    looked_up, patients_with = _look_up(long)
+
+    if len(words) == 1:
+        # One word (a surname, the beginning of a given name): the newest patients of each
+        # of its words, ranked; at most NEAREST_WORDS × NEWEST_PER_WORD index entries read,
+        # however many thousand patients share the surname.
+        candidates = sorted(looked_up[0].near.keys() | looked_up[0].slips) if long else _words_beginning(words[0])
+        return _patients(list(db.session.execute(_NEWEST_OF_WORDS_SQL, {
+            "words": candidates, "org": _tenant(), "per_word": NEWEST_PER_WORD, "key": key, "limit": limit,
+        }).scalars()))
+
+    # Several words: the names having a spelling of every typed word.
+    spellings = [_spellings(t, [o for o in long if o != t.word]) for t in looked_up]
+    found = [words for words in spellings if words]
+    if not found:
+        return []
+    slips = sorted(set().union(*(t.slips for t in looked_up)))
+    rows = _having_every_word(key, spellings, short, patients_with, limit, slips) if len(found) == len(long) else []
+    if not rows:
+        # Some typed word is in no such name (a middle name the patient was registered
+        # without, a slip too far from every word): the patients of the rarest typed word
+        # whose names are closest to all that was typed.
+        rarest = min(found, key=lambda words: sum(patients_with[w] for w in words))
+        rows = [row for row in _having_every_word(key, [rarest], [], patients_with, limit, [])
+                if row[1] >= MIN_WORD_SIMILARITY]
+    return _patients([patient_id for patient_id, _ in rows])
+
+
+def _having_every_word(key: str, spellings: list[list[str]], short: list[str], patients_with: dict[str, int],
+                       limit: int, slips: list[str]) -> list[tuple[int, float]]:
+    """(patient id, similarity) of the best `limit` patients having a word of every list
+    of spellings, and a word beginning with each short typed word. All from patient_word's
+    index: the rarest list's patients are read ("Gowramma Gowda": the ~1,000 Gowrammas, not
+    12,000 Gowdas), the other lists only probed (semi-joins), names ranked on the folded
+    name the index carries: a name with a word one slip from a typed word first ("Niramla"
+    meant Nirmala more likely than Nirav, however trigrams score them), then by similarity."""
+    rarest = min(spellings, key=lambda ws: sum(patients_with[w] for w in ws))
+    hit = PatientWord
+    score = func.word_similarity(key, hit.name_search)
+    query = select(hit.patient_id, score).where(hit.word.in_(rarest))
+    for other in spellings:
+        if other is not rarest:
+            also = aliased(PatientWord)
+            query = query.where(exists().where(also.org_id == hit.org_id, also.word.in_(other),
+                                               also.patient_id == hit.patient_id))
+    query = query.where(*[(" " + hit.name_search).like(f"% {w}%") for w in short])  # letters and digits only
+    # The best first; among equals the shorter name (no extra words), then the newest.
+    order = [score.desc(), func.length(hit.name_search), hit.patient_id.desc()]
+    if slips:
+        name_words = func.string_to_array(hit.name_search, " ", type_=ARRAY(Text))
+        order.insert(0, name_words.overlap(bindparam("slip_words", slips, type_=ARRAY(Text))).desc())
+    query = query.group_by(hit.patient_id, hit.name_search)  # a name with two of the words, once
+    return list(db.session.execute(query.order_by(*order).limit(limit)).all())
 
 
 def age_parts(dob: date, on: date | None = None) -> tuple[int, int, int]:
