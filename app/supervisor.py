@@ -52,6 +52,13 @@ class Child:
         self.started_at = time.monotonic()
 
 
+# glibc gives every thread that allocates its own malloc arena; with gthread workers and the
+# PDF warm-up thread that cost ~30 MB per web worker for nothing (168.7 -> 136.9 MB under the
+# dashboard bench). Two arenas keep the memory flat at no measurable speed cost. Read by glibc
+# at process start, so it is set in the children's environment (and in the systemd units).
+PROCESS_ENV = {"MALLOC_ARENA_MAX": "2"}
+
+
 def _children(bind: str, web_workers: int) -> list[Child]:
     py = sys.executable
     flask = [py, "-m", "flask", "--app", "wsgi", "lis"]
@@ -71,7 +78,8 @@ def supervise(*, bind: str, web_workers: int) -> None:
     metrics_dir = instance / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
-    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir), PYTHONUNBUFFERED="1",
+               MALLOC_ARENA_MAX=os.environ.get("MALLOC_ARENA_MAX", PROCESS_ENV["MALLOC_ARENA_MAX"]))
     children = _children(bind, web_workers)
     stopping = False
 

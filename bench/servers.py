@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from app.supervisor import _children
+from app.supervisor import PROCESS_ENV, _children
 from config import PROJECT_ROOT
 
 WEB_WORKERS = 2
@@ -93,6 +93,7 @@ def gunicorn(name: str, app_spec: str, env: dict[str, str], log_dir: Path,
         argv += ["--pythonpath", str(pythonpath)]
     log_path = log_dir / f"{name}.log"
     with open(log_path, "wb") as log:
+        env = {**PROCESS_ENV, **env}  # the supervisor's process settings (MALLOC_ARENA_MAX), for both apps
         proc = subprocess.Popen(argv, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     server = Server(name, proc, port, log_path)
