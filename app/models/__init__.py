@@ -8,11 +8,11 @@ from app.models.catalogue import (Client, Department, LabTest, Panel, PanelItem,
 from app.models.order import Order, OrderItem, OrderTest, Sample
 from app.models.org import Branch, Organization
 from app.models.patient import NameWord, Patient, PatientWord
-from app.models.result import Result
+from app.models.result import CannedComment, CriticalCall, Result
 from app.models.user import ApiToken, Role, User
 
 __all__ = [
-    "ApiToken", "AuditEvent", "Base", "Bill", "BillLine", "Branch", "Client", "Department", "DocumentCounter", "Instrument",
+    "ApiToken", "AuditEvent", "CannedComment", "CriticalCall", "Base", "Bill", "BillLine", "Branch", "Client", "Department", "DocumentCounter", "Instrument",
     "InstrumentCode", "InstrumentMessage", "Result", "UnmatchedResult",
     "LabTest", "NameWord", "Order", "OrderItem", "OrderTest", "Organization", "Panel", "PanelItem", "Patient",
     "PatientWord", "Payment",

@@ -52,6 +52,10 @@ class LabTest(TenantScoped, Timestamped, Base):
     # previous one (absolute in the test's unit, or percent of the previous value).
     delta_abs: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
     delta_pct: Mapped[Decimal | None] = mapped_column(Numeric(6, 2))
+    # Autoverification (off by default): a result inside its interval, not critical, without
+    # delta failure, instrument flag or comment, on a tube without remarks, is verified by
+    # rule (app/services/verification.py autoverify_decision) and marked as such.
+    autoverify: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     department: Mapped[Department] = relationship()

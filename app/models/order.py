@@ -98,6 +98,9 @@ class Sample(TenantScoped, Timestamped, Base):
     rejection_reason: Mapped[str | None] = mapped_column(String(40))
     rejection_note: Mapped[str | None] = mapped_column(String(400))
     label_prints: Mapped[int] = mapped_column(Integer, default=0)
+    # A quality remark that does not reject the tube ("mildly lipaemic"): shown to the
+    # pathologist, printed on the report, and it stops autoverification.
+    remark: Mapped[str] = mapped_column(String(400), default="")
     # A recollection is a new tube for the tests of a rejected one; this points back to it.
     recollect_of_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("sample.id"))
 
@@ -118,6 +121,7 @@ class OrderTest(TenantScoped, Base):
     test_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("lab_test.id"))
     sample_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("sample.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # results made for it so far (reruns add one)
 
     order: Mapped[Order] = relationship(back_populates="tests")
     test: Mapped[LabTest] = relationship()

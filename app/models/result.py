@@ -9,7 +9,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text, text
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text,
+                        UniqueConstraint, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -58,9 +59,57 @@ class Result(TenantScoped, Base):
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
     verified_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("app_user.id"))
     verified_at: Mapped[datetime | None] = mapped_column()
+    autoverified: Mapped[bool] = mapped_column(Boolean, default=False)
+    interpretation: Mapped[str] = mapped_column(Text, default="")  # the pathologist's comment on the report
+    rerun_reason: Mapped[str] = mapped_column(String(400), default="")  # why it was sent back
+    released_at: Mapped[datetime | None] = mapped_column()
+    # Optimistic locking: every UPDATE checks and bumps it, so two pathologists acting on the
+    # same result at once cannot both succeed (the second gets StaleDataError).
+    version: Mapped[int] = mapped_column(Integer, default=1)
 
     order_test: Mapped[OrderTest] = relationship()
+
+    __mapper_args__ = {"version_id_col": version}
 
     @property
     def delta_failed(self) -> bool:
         return bool(self.delta and self.delta.get("failed"))
+
+
+CALL_RECIPIENTS = ("doctor", "patient", "ward", "other")
+
+
+class CriticalCall(TenantScoped, Base):
+    """A critical value telephoned to someone who can act on it, with read-back: a critical
+    result is not released without one (CAP / ISO 15189 7.4.1.3; OpenELIS's critical callback)."""
+
+    __tablename__ = "critical_call"
+    __table_args__ = (
+        CheckConstraint("recipient_kind IN ('doctor','patient','ward','other')", name="recipient_kind"),
+        Index("ix_critical_call_org_called", "org_id", "called_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    result_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("result.id"), index=True)
+    recipient_kind: Mapped[str] = mapped_column(String(8))
+    recipient_name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(20))
+    read_back: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str] = mapped_column(String(400), default="")
+    called_by_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("app_user.id"))
+    called_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    result: Mapped[Result] = relationship()
+
+
+class CannedComment(TenantScoped, Base):
+    """An interpretive comment a pathologist picks instead of typing (per test, or general)."""
+
+    __tablename__ = "canned_comment"
+    __table_args__ = (UniqueConstraint("org_id", "code"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32))
+    test_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("lab_test.id"))
+    text: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -241,15 +241,18 @@ def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None, curre
                             entity_type="result", fields=audited)
         result = current
     else:
-        attempt = 1
         if current is not None:  # the analyzer ran the sample again: a new attempt, the old one kept
-            current.is_current, current.status, attempt = False, "rerun", current.attempt + 1
+            current.is_current, current.status = False, "rerun"
             db.session.flush([current])
-        result = Result(order_test_id=order_test.id, patient_id=patient.id, test_id=test.id, attempt=attempt,
-                        entered_by_id=user_id, status="entered", **fields)
+        order_test.attempts = (order_test.attempts or 0) + 1
+        result = Result(order_test_id=order_test.id, patient_id=patient.id, test_id=test.id,
+                        attempt=order_test.attempts, entered_by_id=user_id, status="entered", **fields)
         audit.add_created(result, entity_type="result", fields=("order_test_id", "attempt", *audited),
                           extra={"test": test.code, "message_id": entry.message_id})
     order_test.status = "entered"
+    if entry.source != "calculated":
+        from app.services import verification  # verification builds on results, not the other way
+        verification.try_autoverify(result, order_test, test, sample)
     if sample is not None:
         samples.start_processing(sample)
         samples.complete_if_done(sample)

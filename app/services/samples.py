@@ -182,3 +182,14 @@ def pending_collection(branch_id: int | None = None, *, limit: int = 200) -> lis
     if branch_id is not None:
         stmt = stmt.where(Order.branch_id == branch_id)
     return list(db.session.execute(stmt).scalars())
+
+
+def set_remark(sample: Sample, text: str, *, user_id: int | None) -> Sample:
+    """A quality remark that does not reject the tube ("mildly lipaemic"): the pathologist sees
+    it, and results saved from the tube are not verified by rule. An empty text clears it."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in text or "")
+    remark = " ".join(printable.split())
+    if len(remark) > 400:
+        raise ServiceError("Keep the remark under 400 characters.", field="remark")
+    audit.apply_changes(sample, {"remark": remark}, entity_type="sample", fields=("remark",), key="barcode")
+    return sample
