@@ -5,6 +5,7 @@ point gives the same messages for the same mistakes."""
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -347,7 +348,7 @@ def search(query: str, *, limit: int = 20) -> list[Patient]:
         # Two letters typed ("Ka"), or initials only ("K R"). What was typed counts, not
         # its fold: "Jha" and "Iyer" fold to "ja" and "ir" and are whole surnames.
         return _names_beginning(key, limit)
-    return _names_by_words(key, words, limit)
+    return _names_by_words(key, words, limit, q)
 
 
 # Names are searched by word, not as whole strings: a trigram nearest-neighbour scan over a
@@ -410,16 +411,25 @@ class _Typed:
     slips: frozenset[str]  # words one typing slip away: a letter dropped, extra, wrong or swapped
 
 
-def _one_slip_away(word: str) -> set[str]:
-    """Every string one typing slip from `word` (what a spelling checker tries): trigrams
-    rank "Narseen" no nearer to "Nasreen" than to a dozen other names."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
-    return ({a + b[1:] for a, b in splits if b} | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
-            | {a + c + b[1:] for a, b in splits if b for c in letters} | {a + c + b for a, b in splits for c in letters})
+def _one_slip_away(word: str, typed: str) -> set[str]:
+    """The folded words one typing slip from a typed word (what a spelling checker tries:
+    trigrams rank "Narseen" no nearer to "Nasreen" than to a dozen other names). Slips of
+    the folded word; and slips of the word as typed, then folded ("Rsahid" is one swap from
+    Rashid, but its fold "rsahid" is two edits from "rasid"): swaps, and a dropped vowel or h."""
+    slips: set[str] = set()
+    if len(word) >= SLIP_MIN_LETTERS:
+        splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+        slips |= {a + b[1:] for a, b in splits if b} | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+        slips |= {a + c + b[1:] for a, b in splits if b for c in string.ascii_lowercase}
+        slips |= {a + c + b for a, b in splits for c in string.ascii_lowercase}
+    if typed != word and len(typed) >= SLIP_MIN_LETTERS and typed.isascii() and typed.isalpha():
+        splits = [(typed[:i], typed[i:]) for i in range(len(typed) + 1)]
+        slips |= {names.fold(a + b[1] + b[0] + b[2:]) for a, b in splits if len(b) > 1}
+        slips |= {names.fold(a + c + b) for a, b in splits for c in "aeiouh"}
+    return slips
 
 
-def _look_up(typed: list[str]) -> tuple[list[_Typed], dict[str, int]]:
+def _look_up(typed: list[str], as_typed: dict[str, str]) -> tuple[list[_Typed], dict[str, int]]:
     """The dictionary words each typed word may mean, and how many patients have each: a
     KNN scan of ix_name_word_knn per typed word (NEAREST_WORDS at least WORD_MATCH similar,
     the commonest first among equals; ordered by distance alone in SQL, or PostgreSQL sorts
@@ -431,7 +441,7 @@ def _look_up(typed: list[str]) -> tuple[list[_Typed], dict[str, int]]:
         rows[n - 1].append((similarity, count, word))
     patients_with = {w: c for found in rows for _, c, w in found}
     near = [{w: s for s, _, w in sorted(found, reverse=True)[:NEAREST_WORDS]} for found in rows]
-    slips = {t: _one_slip_away(t) for t, n in zip(typed, near) if t not in n and len(t) >= SLIP_MIN_LETTERS}
+    slips = {t: _one_slip_away(t, as_typed.get(t, t)) for t, n in zip(typed, near) if t not in n}
     if slips:
         patients_with |= dict(db.session.execute(select(NameWord.word, NameWord.patients).where(
             NameWord.word == any_(bindparam("slips", sorted(set().union(*slips.values())), type_=ARRAY(Text)))
@@ -469,14 +479,15 @@ def _patients(ids: list[int]) -> list[Patient]:
     return [by_id[i] for i in ids if i in by_id]
 
 
-def _names_by_words(key: str, words: list[str], limit: int) -> list[Patient]:
+def _names_by_words(key: str, words: list[str], limit: int, q: str) -> list[Patient]:
     """Every typed word of 3 letters or more must match one of its dictionary words (so
     spelling variants fold() does not join, and typing slips, still match); a shorter one
     must begin a word of the name ("K Ramesh"). Ranked by word similarity to all that was
     typed."""
     long = list(dict.fromkeys(w for w in words if len(w) >= 3))
     short = [w for w in words if len(w) < 3]
-    looked_up, patients_with = _look_up(long)
+    as_typed = {names.fold(t): t.lower() for t in q.split()}  # "rasid": "rsahid"
+    looked_up, patients_with = _look_up(long, as_typed)
 
     if len(words) == 1:
         # One word (a surname, the beginning of a given name): the newest patients of each
