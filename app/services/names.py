@@ -29,6 +29,12 @@ def _fold_latin_word(word: str) -> str:
     return word
 
 
+def fold_word(word: str) -> str:
+    """fold() of one word already lower-case, unaccented Latin letters: the same key,
+    without fold()'s Unicode work (name search folds a hundred typing-slip candidates)."""
+    return _fold_latin_word(word)
+
+
 def _strip_accents(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     # Only Latin combining marks are dropped: in Indian scripts the vowel signs are

@@ -424,8 +424,8 @@ def _one_slip_away(word: str, typed: str) -> set[str]:
         slips |= {a + c + b for a, b in splits for c in string.ascii_lowercase}
     if typed != word and len(typed) >= SLIP_MIN_LETTERS and typed.isascii() and typed.isalpha():
         splits = [(typed[:i], typed[i:]) for i in range(len(typed) + 1)]
-        slips |= {names.fold(a + b[1] + b[0] + b[2:]) for a, b in splits if len(b) > 1}
-        slips |= {names.fold(a + c + b) for a, b in splits for c in "aeiouh"}
+        slips |= {names.fold_word(a + b[1] + b[0] + b[2:]) for a, b in splits if len(b) > 1}
+        slips |= {names.fold_word(a + c + b) for a, b in splits for c in "aeiouh"}
     return slips
 
 
