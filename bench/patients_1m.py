@@ -12,6 +12,9 @@ table is VACUUM ANALYZEd. About 2–4 minutes on 2 cores; `reuse` skips all that
 database already holds this generator's data and its names still fold the way
 app/services/names.py folds them today.
 
+The name search's word tables (name_word, patient_word: migration 0007) are filled from
+the loaded names with the migration's own backfill statements (`fill_words`).
+
 The patients:
 - names from bench/indian_names.py: a region first (weighted), then a given name, sometimes
   a middle name or (south) an initial, and a surname, favouring the front of each list so
@@ -90,6 +93,7 @@ def ensure_dataset(server_url: str, env_for: Callable[[str], dict[str, str]], *,
             print(f"Reusing {SEARCH_DB} ({patients:,} patients, loaded {meta.get('loaded_at')}); "
                   "migrating to head if needed…", flush=True)
             database.migrate_and_seed(env_for(url), password)  # no-op when up to date and seeded
+            settle_words(url)  # a migration that just backfilled them cannot VACUUM
             return url
         print(f"{SEARCH_DB}: {stale} sampled names no longer fold as name_search says (names.py changed); "
               "rebuilding.", flush=True)
@@ -231,6 +235,48 @@ def load_patients(url: str, count: int) -> None:
             conn.execute(definition)
             conn.commit()
             print(f"  {name}: {time.monotonic() - t0:.0f} s", flush=True)
+    fill_words(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE patient")
+    settle_words(url)
     print(f"Loaded and indexed in {time.monotonic() - started:.0f} s.", flush=True)
+
+
+# The name search's word tables (migration 0007): filled from the loaded names with the
+# migration's own backfill statements, their keys and foreign keys dropped meanwhile and
+# re-created from their own definitions (pg_get_constraintdef), like the patient indexes.
+WORD_TABLES = ("patient_word", "name_word")
+WORD_BACKFILL = (
+    """INSERT INTO patient_word (org_id, word, patient_id, name_search)
+       SELECT DISTINCT p.org_id, w.word, p.id, p.name_search
+       FROM patient p CROSS JOIN LATERAL unnest(string_to_array(p.name_search, ' ')) AS w(word)
+       WHERE w.word <> ''""",
+    "INSERT INTO name_word (org_id, word, patients) SELECT org_id, word, count(*) FROM patient_word GROUP BY 1, 2",
+)
+
+
+def fill_words(url: str) -> None:
+    started = time.monotonic()
+    with psycopg.connect(url) as conn:
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        constraints = conn.execute("""
+            SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), contype FROM pg_constraint
+            WHERE conrelid::regclass::text = ANY(%s) AND contype IN ('p', 'f')""", (list(WORD_TABLES),)).fetchall()
+        for table, name, _, _ in sorted(constraints, key=lambda c: c[3] != "f"):  # foreign keys first
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        conn.execute(f"TRUNCATE {', '.join(WORD_TABLES)}")
+        for statement in WORD_BACKFILL:
+            conn.execute(statement)
+        for table, name, definition, _ in sorted(constraints, key=lambda c: c[3] != "p"):  # keys first
+            conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        words = conn.execute("SELECT count(*) FROM name_word").fetchone()[0]
+        conn.commit()
+    print(f"  name words: {words:,} distinct, in {time.monotonic() - started:.0f} s", flush=True)
+
+
+def settle_words(url: str) -> None:
+    """VACUUM ANALYZE the word tables: search reads patient_word by index-only scans, which
+    need its visibility map (autovacuum would get there, later)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in WORD_TABLES:
+            conn.execute(f"VACUUM ANALYZE {table}")

@@ -188,11 +188,22 @@ def mixed(queries: dict[str, list[Query]], size: int, rng: random.Random) -> lis
 
 
 def statement_shape(sql: str) -> str:
-    """Which query a statement is: the user lookup (Flask-Login), or one of search's."""
+    """Which query a statement is: the user lookup (Flask-Login), or one of search's (the
+    name search by word, migration 0007; name_knn is the nearest-neighbour scan before it)."""
     if "FROM app_user" in sql:
         return "user"
+    if "FROM name_word" in sql:
+        if "<<->" in sql:
+            return "name_words"  # the dictionary words nearest to each typed word (KNN)
+        return "name_slips" if "ANY" in sql.upper() else "name_short"  # one slip away; 1–2 letter words
+    if "FROM patient_word" in sql:
+        return "name_newest" if "LATERAL" in sql.upper() else "name_every_word"  # one typed word; several
     if "<<->" in sql:
         return "name_knn"
+    if re.search(r"patient\.id IN", sql):
+        return "name_rows"  # the patients found, by id
+    if re.search(r"patient\.name_search\s*>=", sql):
+        return "name_prefix"  # under 3 letters: names beginning with them
     if re.search(r"patient\.mrn\s*=", sql):
         return "mrn"
     if re.search(r"patient\.mobile\s*=", sql):

@@ -1,5 +1,7 @@
 """Candidate fixes for the name search at 1M patients, timed on a scratch copy of the
 search bench's database (the app is not changed; nothing touches lis_bench_search).
+The "words" prototype below is what the app now does (migration 0007, patients.search);
+its tables here are proto_* so that they do not collide with the app's own.
 
     .venv/bin/python bench/search_variants.py [--per-kind 100] [--keep]
 
@@ -19,10 +21,10 @@ for each variant builds its index and times every query with EXPLAIN (ANALYZE, T
 - words:   a different design, in three routes by what was typed (timed from the client,
            all its statements together):
            · under 3 letters: the btree range scan of gin+prefix;
-           · one word: the 3 dictionary words nearest to it (name_word: every distinct
+           · one word: the 3 dictionary words nearest to it (proto_name_word: every distinct
              folded word with its patient count, GiST trigram index; <<-> KNN is fast on a
              table of short single words), then the newest 20 patients having each
-             (patient_word (org_id, word, patient_id DESC) btree), ranked by similarity;
+             (proto_patient_word (org_id, word, patient_id DESC) btree), ranked by similarity;
            · several words: the 8 nearest dictionary words of each typed word, then
              patients whose words overlap every one of those sets (GIN on
              string_to_array(name_search, ' '), with btree_gin for org_id), ranked.
@@ -87,20 +89,20 @@ def next_prefix(key: str) -> str:
 WORDS_DDL = (
     "CREATE EXTENSION IF NOT EXISTS btree_gin",
     "CREATE INDEX ix_words ON patient USING gin (org_id, (string_to_array(name_search, ' ')))",
-    """CREATE TABLE name_word AS SELECT org_id, w AS word, count(*) AS patients
+    """CREATE TABLE proto_name_word AS SELECT org_id, w AS word, count(*) AS patients
        FROM patient, unnest(string_to_array(name_search, ' ')) w GROUP BY 1, 2""",
-    "ALTER TABLE name_word ADD PRIMARY KEY (org_id, word)",
-    "CREATE INDEX ix_name_word_trgm ON name_word USING gist (org_id, word gist_trgm_ops)",
-    """CREATE TABLE patient_word AS SELECT org_id, w AS word, id AS patient_id
+    "ALTER TABLE proto_name_word ADD PRIMARY KEY (org_id, word)",
+    "CREATE INDEX ix_proto_name_word_trgm ON proto_name_word USING gist (org_id, word gist_trgm_ops)",
+    """CREATE TABLE proto_patient_word AS SELECT org_id, w AS word, id AS patient_id
        FROM patient, unnest(string_to_array(name_search, ' ')) w""",
-    "CREATE INDEX ix_patient_word ON patient_word (org_id, word, patient_id DESC)",
-    "VACUUM ANALYZE patient", "VACUUM ANALYZE name_word", "VACUUM ANALYZE patient_word",
+    "CREATE INDEX ix_proto_patient_word ON proto_patient_word (org_id, word, patient_id DESC)",
+    "VACUUM ANALYZE patient", "VACUUM ANALYZE proto_name_word", "VACUUM ANALYZE proto_patient_word",
 )
-NEAREST_WORDS = """SELECT word FROM name_word WHERE org_id = %(org)s AND word_similarity(%(w)s, word) >= 0.3
+NEAREST_WORDS = """SELECT word FROM proto_name_word WHERE org_id = %(org)s AND word_similarity(%(w)s, word) >= 0.3
                    ORDER BY %(w)s <<-> word, patients DESC LIMIT %(n)s"""
 ONE_WORD = f"""SELECT {COLUMNS}, word_similarity(%(k)s, name_search) AS s FROM patient WHERE id IN (
                  SELECT patient_id FROM unnest(%(c)s::text[]) AS c(word)
-                 CROSS JOIN LATERAL (SELECT patient_id FROM patient_word w WHERE w.org_id = %(org)s
+                 CROSS JOIN LATERAL (SELECT patient_id FROM proto_patient_word w WHERE w.org_id = %(org)s
                                      AND w.word = c.word ORDER BY patient_id DESC LIMIT 20) hits)
                ORDER BY s DESC, id DESC LIMIT 20"""
 MANY_WORDS = f"""SELECT {COLUMNS}, word_similarity(%(k)s, name_search) AS s FROM patient
