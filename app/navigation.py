@@ -11,15 +11,15 @@ MENUS: dict[Role, list[tuple[str, str]]] = {
     Role.ADMIN: [
         ("admin.dashboard", "Dashboard"), ("admin.users", "Users"), ("admin.branches", "Branches"),
         ("admin.catalogue", "Catalogue"), ("admin.referrers", "Referrers"), ("admin.price_lists", "Price lists"),
-        ("admin.clients", "Clients"), ("admin.instruments", "Instruments"), ("admin.api_tokens", "API tokens"),
-        ("admin.audit", "Audit trail"),
+        ("admin.clients", "Clients"), ("admin.canned_comments", "Canned comments"),
+        ("admin.instruments", "Instruments"), ("admin.api_tokens", "API tokens"), ("admin.audit", "Audit trail"),
     ],
     Role.RECEPTION: [("reception.dashboard", "Desk"), ("reception.collections", "Collections")],
     Role.TECHNICIAN: [
         ("technician.dashboard", "Lab floor"), ("technician.receipt", "Receipt"), ("technician.worklist", "Worklist"),
         ("technician.unmatched", "Unmatched"), ("technician.instruments", "Instruments"),
     ],
-    Role.PATHOLOGIST: [("pathologist.dashboard", "Verification")],
+    Role.PATHOLOGIST: [("pathologist.queue", "Queue"), ("pathologist.criticals", "Criticals")],
     Role.BILLING: [("billing.dashboard", "Billing")],
 }
 

@@ -207,7 +207,9 @@ LOINC_RE = re.compile(r"^([0-9]{1,7})-([0-9])\Z")
 UCUM_RE = re.compile(r"^[!-~]+\Z")  # UCUM case-sensitive syntax: printable ASCII, no spaces
 MAX_TAT_HOURS = 2160  # 90 days (mycobacterial cultures)
 TEST_AUDITED = ("code", "name", "loinc", "department_id", "specimen", "container", "unit", "result_type", "choices",
-                "decimals", "method", "tat_hours", "price_paise", "sac_code", "gst_rate", "orderable", "active")
+                "decimals", "method", "tat_hours", "price_paise", "sac_code", "gst_rate", "orderable", "active",
+                "autoverify", "delta_abs", "delta_pct")
+DELTA_PCT_MAX = Decimal("10000")  # Numeric(6, 2)
 
 
 def loinc_is_valid(code: str) -> bool:
@@ -273,6 +275,7 @@ def _test_values(data: Mapping[str, Any], test: LabTest | None) -> dict[str, Any
     price = _paise(errors, data, "price", required="Enter the price in rupees (0 if it is free).")
     sac_code = _sac_code(errors, data)
     gst_rate = _gst_rate(errors, data)
+    delta_abs, delta_pct = _delta_limit(errors, data, "delta_abs"), _delta_limit(errors, data, "delta_pct")
     _check_new_code(errors, code, current=test.code if test else None,
                     ordered=test is not None and lab_test_is_ordered(test))
     errors.raise_if_any()
@@ -281,7 +284,27 @@ def _test_values(data: Mapping[str, Any], test: LabTest | None) -> dict[str, Any
         "container": container, "unit": unit or None, "result_type": result_type, "choices": choices,
         "decimals": decimals, "method": method, "tat_hours": tat_hours, "price_paise": price, "sac_code": sac_code,
         "gst_rate": gst_rate, "orderable": bool(data.get("orderable")), "active": bool(data.get("active")),
+        "autoverify": bool(data.get("autoverify")), "delta_abs": delta_abs, "delta_pct": delta_pct,
     }
+
+
+def _delta_limit(errors: _Errors, data: Mapping[str, Any], field: str) -> Decimal | None:
+    """A delta-check limit: empty (no check), or a number above zero — in the test's unit for
+    `delta_abs`, in percent of the previous value for `delta_pct`."""
+    raw = str(data.get(field) if data.get(field) is not None else "").strip().rstrip("%").strip()
+    if not raw:
+        return None
+    value = _decimal(raw)
+    places, ceiling = (Decimal("0.01"), DELTA_PCT_MAX) if field == "delta_pct" else (Decimal("0.0001"), LIMIT_MAX)
+    if value is None:
+        errors.add(field, "Enter a number, like 2 or 2.5, or leave it empty for no delta check.")
+    elif value <= 0:
+        errors.add(field, "A delta limit must be above zero (leave it empty for no delta check).")
+    elif value >= ceiling or value != value.quantize(places):
+        errors.add(field, f"Below {plain_number(ceiling)}, with at most {len(str(places)) - 2} decimals.")
+    else:
+        return value.quantize(places)
+    return None
 
 
 def lab_test_is_ordered(test: LabTest) -> bool:
@@ -308,7 +331,8 @@ def lab_test_form_data(test: LabTest) -> dict[str, Any]:
     """A test as its edit form shows it (prices in rupees)."""
     data = {name: getattr(test, name) for name in TEST_AUDITED}
     data.update(price=rupees_text(test.price_paise), gst_rate=str(int(test.gst_rate)), decimals=str(test.decimals),
-                tat_hours=str(test.tat_hours), loinc=test.loinc or "", unit=test.unit or "", choices=test.choices or "")
+                tat_hours=str(test.tat_hours), loinc=test.loinc or "", unit=test.unit or "", choices=test.choices or "",
+                delta_abs=plain_number(test.delta_abs), delta_pct=plain_number(test.delta_pct))
     return data
 
 

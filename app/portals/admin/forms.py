@@ -94,6 +94,12 @@ class LabTestForm(FlaskForm):
     gst_rate = SelectField("GST rate", choices=GST_RATE_CHOICES, default="0", validate_choice=False)
     orderable = BooleanField("Can be ordered on its own", default=True)
     active = BooleanField("Active", default=True)
+    autoverify = BooleanField("Autoverify: a result within its interval, with no flag, delta failure, comment or "
+                              "tube remark, is verified by rule")
+    delta_abs = StringField("Delta check: largest change (in the test's unit)", validators=[Length(max=20)],
+                            render_kw=LIMIT)
+    delta_pct = StringField("Delta check: largest change (% of the previous value)", validators=[Length(max=20)],
+                            render_kw=LIMIT)
 
 
 AGE_UNIT_CHOICES = [("years", "years"), ("months", "months"), ("days", "days")]
@@ -171,3 +177,10 @@ class ClientForm(FlaskForm):
     credit_limit = StringField("Credit limit (₹)", default="0", validators=[Length(max=20)], render_kw=MONEY)
     credit_days = StringField("Credit days", default="30", validators=[Length(max=3)], render_kw=WHOLE)
     active = BooleanField("Active", default=True)
+
+
+class CannedCommentForm(FlaskForm):
+    code = StringField("Code", validators=[Length(max=32)], render_kw=CODE)
+    test_id = SelectField("Test (none: offered for every test)", coerce=_id_or_none, validate_choice=False)
+    text = TextAreaField("Comment text", validators=[Length(max=4000)], render_kw={"rows": 4})
+    active = BooleanField("Active (untick to stop offering it)", default=True)

@@ -14,7 +14,7 @@ from app.models import Order, OrderTest, Result
 from app.models.base import utcnow
 from app.portals import see_other, wants_fragment
 from app.portals.technician import bp
-from app.services import ServiceError, calculations, orders, results, samples
+from app.services import ServiceError, calculations, orders, results, samples, verification
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Row:
     error: str = ""
     raw: str | None = None
     comment: str | None = None
+    rerun_reason: str = ""  # why the pathologist sent it back, while it waits for a new value
 
     @property
     def calculated(self) -> bool:
@@ -95,10 +96,18 @@ def _interval_for(ot: OrderTest, result: Result | None) -> dict[str, Any] | None
     return results.interval_snapshot(iv)
 
 
+def _with_rerun_reasons(rows: list[Row]) -> list[Row]:
+    """Rows sent back by the pathologist say why (no query when every row has a result)."""
+    reasons = verification.rerun_reasons([r.ot.id for r in rows if r.result is None])
+    for row in rows:
+        row.rerun_reason = reasons.get(row.ot.id, "")
+    return rows
+
+
 def _rows(order: Order) -> list[Row]:
     tests = results.order_tests_for_entry(order.id)
     currents = results.currents_for([ot.id for ot in tests])
-    return [Row(ot, currents.get(ot.id), _interval_for(ot, currents.get(ot.id))) for ot in tests]
+    return _with_rerun_reasons([Row(ot, currents.get(ot.id), _interval_for(ot, currents.get(ot.id))) for ot in tests])
 
 
 def _rows_for(order_id: int, ids: list[int]) -> list[Row]:
@@ -106,7 +115,7 @@ def _rows_for(order_id: int, ids: list[int]) -> list[Row]:
     rows it feeds, not the whole grid (a 60-test package would cost ~40 ms and ~11 KB)."""
     tests = results.order_tests_for_entry(order_id, ids)
     currents = results.currents_for([ot.id for ot in tests])
-    return [Row(ot, currents.get(ot.id), _interval_for(ot, currents.get(ot.id))) for ot in tests]
+    return _with_rerun_reasons([Row(ot, currents.get(ot.id), _interval_for(ot, currents.get(ot.id))) for ot in tests])
 
 
 def _order_or_404(accession: str) -> Order:

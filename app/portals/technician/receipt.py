@@ -83,3 +83,24 @@ def sample_reject(barcode: str):  # type: ignore[no-untyped-def]
                                **_words())
     flash(f"Tube {sample.barcode} — {message}", "success")
     return see_other(url_for(".sample", barcode=sample.barcode))
+
+
+@bp.post("/samples/<barcode>/remark", endpoint="sample_remark")
+def sample_remark(barcode: str):  # type: ignore[no-untyped-def]
+    """A quality remark on the tube ("mildly lipaemic"); empty clears it. Answers the tube section."""
+    sample = samples.by_barcode(barcode, lock=True) or abort(404)
+    remark = request.form.get("remark", "")[:1000]
+    try:
+        samples.set_remark(sample, remark, user_id=current_user.id)
+        db.session.commit()
+    except ServiceError as err:
+        db.session.rollback()
+        template = page_or_fragment("technician/sample.html", "technician/_tube.html")
+        return render_template(template, sample=sample, errors={"remark": [err.message]}, values={"remark": remark},
+                               **_words()), 422
+    message = f"Remark saved: {sample.remark}" if sample.remark else "Remark cleared."
+    if wants_fragment():
+        return render_template("technician/_tube.html", sample=sample, errors={}, values={}, message=message,
+                               **_words())
+    flash(f"Tube {sample.barcode} — {message}", "success")
+    return see_other(url_for(".sample", barcode=sample.barcode))
