@@ -20,7 +20,7 @@ from app.extensions import db
 from app.models import (CannedComment, CriticalCall, LabTest, Order, OrderTest, Patient, Result, Sample, User)
 from app.models.base import utcnow
 from app.models.result import CALL_RECIPIENTS
-from app.services import ServiceError, identifiers
+from app.services import ServiceError, calculations, identifiers
 
 # (state, action) -> new state
 TRANSITIONS: dict[tuple[str, str], str] = {
@@ -221,7 +221,9 @@ def verify(order: Order, seen: dict[int, int], *, user: User) -> list[Result]:
 
 def send_back(order: Order, result_id: int, reason: str, *, user: User) -> Result:
     """Back to the bench for a rerun: the result stays in the history with the reason, the
-    test waits for a new value, and the technician's grid shows why."""
+    test waits for a new value, and the technician's grid shows why. The calculated results
+    made from it (LDL from cholesterol) go back with it, so nothing computed from the old
+    value can be verified or released; they are recomputed when the new value is saved."""
     reason = " ".join(reason.split())
     if not reason:
         raise VerificationRefused("Say why the test should be rerun.", field="reason")
@@ -229,14 +231,29 @@ def send_back(order: Order, result_id: int, reason: str, *, user: User) -> Resul
     result = next(iter(_current(order, [result_id])), None)
     if result is None or not result.is_current:
         raise VerificationRefused("This result is no longer current.")
-    before = result.status
-    result.status = next_state(result.status, "send_back")
-    result.is_current, result.rerun_reason = False, reason[:400]
-    result.order_test.status = "pending"
-    audit.record("result.sent_back", entity_type="result", entity_id=result.id, before={"status": before},
-                 after={"status": "rerun", "reason": reason[:400]})
+    if result.source == "calculated":
+        raise VerificationRefused(f"{result.order_test.test.name} is calculated from other results: send back "
+                                  "the result it is calculated from.")
+    _send_back_one(result, reason[:400])
+    dependents = calculations.dependents(result.order_test.test.code)
+    if dependents:
+        for derived in db.session.execute(
+                select(Result, OrderTest.id, LabTest.id).join(OrderTest, Result.order_test_id == OrderTest.id)
+                .join(LabTest, OrderTest.test_id == LabTest.id)
+                .where(OrderTest.order_id == order.id, LabTest.code.in_(dependents), Result.is_current,
+                       Result.source == "calculated", Result.status.in_(("entered", "verified")))).scalars():
+            _send_back_one(derived, f"Recalculated when {result.order_test.test.name} is rerun ({reason})"[:400])
     db.session.flush()
     return result
+
+
+def _send_back_one(result: Result, reason: str) -> None:
+    before = result.status
+    result.status = next_state(result.status, "send_back")
+    result.is_current, result.rerun_reason = False, reason
+    result.order_test.status = "pending"
+    audit.record("result.sent_back", entity_type="result", entity_id=result.id, before={"status": before},
+                 after={"status": "rerun", "reason": reason})
 
 
 def record_call(result: Result, *, recipient_kind: str, recipient_name: str, phone: str, read_back: bool,

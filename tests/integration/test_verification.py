@@ -172,3 +172,20 @@ def test_review_shows_the_previous_value(lab, factory):
     _enter(second, "HB", "13.1")
     rows = verification.review(second)
     assert rows[0].previous is not None and rows[0].previous.value_num == Decimal("14.0")
+
+
+def test_sending_back_an_input_sends_back_what_was_calculated_from_it(lab, factory):
+    order = factory.order(lab["org"], ["LIPID"])
+    chol, hdl, tg = _enter(order, "CHOL", "260"), _enter(order, "HDL", "50"), _enter(order, "TG", "150")
+    ldl = results.current_result(_ot(order, "LDL").id)
+    assert ldl.value_text == "180"
+    current = [results.current_result(ot.id) for ot in order.tests]
+    verification.verify(order, {r.id: r.version for r in current if r is not None}, user=lab["doc"])
+    assert ldl.status == "verified"
+    verification.send_back(order, chol.id, "Lipaemic: re-run after dilution", user=lab["doc"])
+    assert ldl.status == "rerun" and not ldl.is_current and "Cholesterol" in ldl.rerun_reason
+    _enter(order, "CHOL", "300")
+    fresh = results.current_result(_ot(order, "LDL").id)
+    assert fresh.value_text == "220" and fresh.status == "entered"  # recomputed, to be verified again
+    with pytest.raises(verification.VerificationRefused, match="calculated from other results"):
+        verification.send_back(order, fresh.id, "looks wrong", user=lab["doc"])
