@@ -105,6 +105,11 @@ class Config:
     # Key for the Aadhaar de-duplication hash. Set it in production and never change it
     # (changing it hides earlier duplicates); without it, SECRET_KEY is used.
     LIS_IDENTITY_HASH_KEY = ""
+    # Reports: the address patients and doctors reach (printed in each report's QR code for
+    # the public verification page), and how often one client may ask that page.
+    LIS_PUBLIC_URL = "http://127.0.0.1:8000"
+    LIS_VERIFY_RATE_LIMIT = "20 per minute"
+    LIS_VERIFY_MAX_UPLOAD = 10 * 1024 * 1024  # bytes of a PDF presented for checking
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -140,6 +145,9 @@ class Config:
             cfg.LIS_DISCOUNT_LIMITS = {role.strip(): int(pct) for role, pct in
                                        (pair.split("=") for pair in env["LIS_DISCOUNT_LIMITS"].split(","))}
         cfg.LIS_IDENTITY_HASH_KEY = env.get("LIS_IDENTITY_HASH_KEY", "")
+        cfg.LIS_PUBLIC_URL = env.get("LIS_PUBLIC_URL", cls.LIS_PUBLIC_URL).rstrip("/")
+        cfg.LIS_VERIFY_RATE_LIMIT = env.get("LIS_VERIFY_RATE_LIMIT", cls.LIS_VERIFY_RATE_LIMIT)
+        cfg.LIS_VERIFY_MAX_UPLOAD = int(env.get("LIS_VERIFY_MAX_UPLOAD", cls.LIS_VERIFY_MAX_UPLOAD))
         pool = int(env.get("LIS_DB_POOL_SIZE", "5"))
         cfg.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": pool, "max_overflow": pool,
                                          "hide_parameters": True}

@@ -8,6 +8,7 @@ from app.models.catalogue import (Client, Department, LabTest, Panel, PanelItem,
 from app.models.order import Order, OrderItem, OrderTest, Sample
 from app.models.org import Branch, Organization
 from app.models.patient import NameWord, Patient, PatientWord
+from app.models.report import Report
 from app.models.result import CannedComment, CriticalCall, Result
 from app.models.user import ApiToken, Role, User
 
@@ -16,5 +17,5 @@ __all__ = [
     "InstrumentCode", "InstrumentMessage", "Result", "UnmatchedResult",
     "LabTest", "NameWord", "Order", "OrderItem", "OrderTest", "Organization", "Panel", "PanelItem", "Patient",
     "PatientWord", "Payment",
-    "PriceList", "PriceListItem", "ReferenceInterval", "Referrer", "Role", "Sample", "TenantScoped", "User",
+    "PriceList", "PriceListItem", "ReferenceInterval", "Referrer", "Report", "Role", "Sample", "TenantScoped", "User",
 ]

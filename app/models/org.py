@@ -1,8 +1,8 @@
 """Organization (a lab company, the tenant) and its branches."""
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import BigInteger, Boolean, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from app.models.base import Base, TenantScoped, Timestamped
 
@@ -27,6 +27,14 @@ class Organization(Timestamped, Base):
     # UPI: the VPA patients pay to, and the name their app shows (NPCI pa / pn).
     upi_vpa: Mapped[str | None] = mapped_column(String(100))
     upi_payee_name: Mapped[str | None] = mapped_column(String(100))
+    # Report letterhead (india.md §5.1: the issuing laboratory identified on the report).
+    # The logo is deferred: the organization is loaded with the user on every request.
+    report_accreditation: Mapped[str] = mapped_column(String(400), default="")
+    report_logo: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    report_logo_type: Mapped[str | None] = mapped_column(String(16))  # image/png | image/jpeg
+    # NABL ULR layout, optional (india.md §5.2: layout unverified, so the lab configures it):
+    # a run of '#' is replaced by the zero-padded running number, e.g. "TC1234261########F".
+    ulr_pattern: Mapped[str | None] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     branches: Mapped[list["Branch"]] = relationship(back_populates="organization", order_by="Branch.code")

@@ -4,8 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from app.models.base import Base, TenantScoped, Timestamped
 from app.models.org import Branch, Organization
@@ -47,6 +47,8 @@ class User(TenantScoped, Timestamped, Base):
     # Professional details shown on signed reports (pathologists).
     qualification: Mapped[str] = mapped_column(String(200), default="")
     registration_number: Mapped[str] = mapped_column(String(64), default="")
+    # A PNG of the signature printed on reports; deferred (users load on every request).
+    signature_png: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 
     organization: Mapped[Organization] = relationship()
     branch: Mapped[Branch | None] = relationship()

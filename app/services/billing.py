@@ -20,7 +20,7 @@ from app.models import Bill, BillLine, Branch, Order, Organization, Payment
 from app.services import ServiceError
 
 IST = ZoneInfo("Asia/Kolkata")
-DOC_LETTER = {"bill_of_supply": "B", "tax_invoice": "T"}
+DOC_LETTER = {"bill_of_supply": "B", "tax_invoice": "T", "report": "R"}  # reports reuse the counter
 MAX_DOC_NUMBER_LENGTH = 16  # e-invoice schema v1.1 DocDtls.No (india.md §1.2)
 
 
@@ -39,7 +39,16 @@ def next_document_number(branch: Branch, doc_type: str, fy: str) -> str:
 
     INSERT … ON CONFLICT DO UPDATE locks the counter row until this transaction ends, so
     concurrent bills never share a number, and a rolled-back bill leaves no gap."""
-    number = db.session.execute(
+    number = next_counter(branch, doc_type, fy)
+    formatted = f"{branch.code}/{DOC_LETTER[doc_type]}{fy[2:4]}/{number:06d}"
+    if len(formatted) > MAX_DOC_NUMBER_LENGTH:
+        raise ServiceError(f"Document series {branch.code} is exhausted for {fy}.")
+    return formatted
+
+
+def next_counter(branch: Branch, doc_type: str, fy: str) -> int:
+    """The next value of one document_counter series, locked until this transaction ends."""
+    return db.session.execute(
         text("""
             INSERT INTO document_counter (org_id, branch_id, doc_type, fy, last_number)
             VALUES (:org, :branch, :doc_type, :fy, 1)
@@ -49,10 +58,6 @@ def next_document_number(branch: Branch, doc_type: str, fy: str) -> str:
         """),
         {"org": branch.org_id, "branch": branch.id, "doc_type": doc_type, "fy": fy},
     ).scalar_one()
-    formatted = f"{branch.code}/{DOC_LETTER[doc_type]}{fy[2:4]}/{number:06d}"
-    if len(formatted) > MAX_DOC_NUMBER_LENGTH:
-        raise ServiceError(f"Document series {branch.code} is exhausted for {fy}.")
-    return formatted
 
 
 @dataclass

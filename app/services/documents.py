@@ -84,6 +84,15 @@ def _pdf(html: str) -> bytes:
     return HTML(string=html).write_pdf(stylesheets=[css], font_config=config)
 
 
+def pdf_and_pages(html: str) -> tuple[bytes, int]:
+    """Like _pdf(), and also the number of pages (the report keeps it with the stored PDF)."""
+    from weasyprint import HTML
+
+    config, css = _font_stylesheet(scripts_in(html))
+    document = HTML(string=html).render(stylesheets=[css], font_config=config)
+    return document.write_pdf(), len(document.pages)
+
+
 def warm_up() -> None:
     """Render one tiny PDF so the first label a desk prints does not pay WeasyPrint's start-up
     (about a second: pango, fontconfig and the Latin fonts). Called in a background thread
