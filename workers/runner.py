@@ -1,6 +1,8 @@
 """Running RQ workers and the cron scheduler inside the Flask app's context."""
 from __future__ import annotations
 
+import os
+
 from flask import Flask
 from rq import Queue, Worker
 from rq.cron import CronScheduler
@@ -14,6 +16,12 @@ def run_worker(app: Flask, *, burst: bool = False) -> None:
     with app.app_context():
         conn = redis_client()
         queues = [Queue(name, connection=conn) for name in app.config["LIS_QUEUES"]]
+        if "reports" in app.config["LIS_QUEUES"] and os.environ.get("LIS_PDF_WARMUP", "1") != "0":
+            # RQ forks a work-horse per job: load WeasyPrint and the Latin fonts once here, so
+            # every report's work-horse inherits them instead of paying a second for them.
+            from app.services import documents
+
+            documents.warm_up()
         # Job arguments can carry personal data: RQ must not log them.
         worker = Worker(queues, connection=conn, log_job_description=False)
         worker.work(with_scheduler=True, burst=burst, logging_level=app.config["LIS_LOG_LEVEL"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers import housekeeping, instruments
+from workers import housekeeping, instruments, reports
 
 
 @dataclass(frozen=True)
@@ -23,4 +23,6 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     # The listener wakes ingestion after each commit; this sweep covers a lost wake-up.
     PeriodicJob("instrument-ingestion-sweep", instruments.process_pending_messages, queue="ingest", interval=60,
                 timeout=600),
+    # Report versions left 'rendering' (a lost job, Redis restarted) are queued again.
+    PeriodicJob("report-render-sweep", reports.sweep, queue="reports", interval=120, timeout=120),
 ]

@@ -315,6 +315,8 @@ def release(order: Order, *, user: User) -> list[Result]:
     audit.record("order.released", entity_type="order", entity_id=order.accession,
                  after={"results": [r.id for r in verified], "by": user.id})
     db.session.flush()
+    from app.services import reports  # the report version for what was released, queued after commit
+    reports.request_report(order, user=user)
     return verified
 
 
