@@ -25,10 +25,11 @@ limiter = Limiter(key_func=get_remote_address)
 def _reads_are_not_limited() -> bool:
     """Portal pages that only read are not rate limited (the limits guard login, OTP and the
     API), so a GET skips Flask-Limiter's per-request evaluation: about a fifth of a small
-    page's server time (docs/PERFORMANCE.md, "Where the time goes")."""
+    page's server time (docs/PERFORMANCE.md, "Where the time goes"). The public report
+    verification page is limited on GET too: it is reached without logging in."""
     from flask import request
 
-    return request.method in ("GET", "HEAD") and not request.path.startswith("/api/")
+    return request.method in ("GET", "HEAD") and not request.path.startswith(("/api/", "/verify/"))
 htmx = Htmx()
 compress = Compress()
 
