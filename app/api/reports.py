@@ -12,7 +12,7 @@ from app.api import bp
 from app.api.problems import ApiError
 from app.api.registry import Endpoint, api_route
 from app.extensions import db
-from app.models import Order, Report
+from app.models import Order
 from app.services import reports
 
 READERS = ("admin", "pathologist", "reception", "technician")
@@ -51,8 +51,7 @@ def order_reports(accession: str):  # type: ignore[no-untyped-def]
 @api_route(bp, Endpoint("GET", "/reports/{id}.pdf", "The stored PDF of one report version", READERS,
                         tags=("reports",)))
 def report_pdf(id: str):  # type: ignore[no-untyped-def]  # noqa: A002 - the path parameter's name
-    report = db.session.execute(select(Report).where(Report.id == int(id))).scalar_one_or_none() \
-        if id.isdigit() and len(id) < 19 else None
+    report = reports.with_pdf(int(id)) if id.isdigit() and len(id) < 19 else None
     if report is None:
         raise ApiError(404, "Not found", "No such report in this organization.", type_="not-found")
     if not report.issued:

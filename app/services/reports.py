@@ -550,13 +550,18 @@ def for_order(order: Order) -> list[Report]:
                                    .order_by(Report.version.desc())).scalars())
 
 
+def with_pdf(report_id: int) -> Report | None:
+    """One version with its bytes, in one statement (a download's only query after the user's)."""
+    return db.session.execute(select(Report).where(Report.id == report_id)
+                              .options(undefer(Report.pdf))).scalar_one_or_none()
+
+
 def pdf(report: Report) -> bytes:
     """The stored bytes, exactly as issued: a download never renders."""
     if not report.issued:
         raise ReportRefused("This report has not been issued yet." if report.status == "rendering"
                             else "This report could not be rendered.")
-    data = db.session.execute(select(Report.pdf).where(Report.id == report.id)).scalar_one()
-    return bytes(data)
+    return bytes(report.pdf or b"")
 
 
 def newer_version(report: Report) -> Report | None:

@@ -30,7 +30,10 @@ def pdf_response(report: Report) -> Response:
 
 @bp.get("/<int:report_id>.pdf")
 def download(report_id: int):  # type: ignore[no-untyped-def]
-    return pdf_response(get_or_404(Report, id=report_id))
+    report = reports.with_pdf(report_id)  # tenant-scoped: another lab's id finds nothing
+    if report is None:
+        abort(404)
+    return pdf_response(report)
 
 
 @bp.get("/orders/<accession>")
