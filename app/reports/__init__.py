@@ -1,1 +1,0 @@
-"""Report numbering and PDF rendering (WeasyPrint), run in RQ jobs."""
