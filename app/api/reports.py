@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Response
 from pydantic import BaseModel
 from sqlalchemy import select
 

@@ -86,7 +86,8 @@ def latest(order: Order) -> Report | None:
 def _issuing_branch(order: Order) -> Branch:
     """The report series belongs to the lab that issues reports: the organization's main
     laboratory (collection centres send their tubes there), else the order's branch."""
-    main = db.session.execute(select(Branch).where(Branch.is_main_lab).order_by(Branch.id).limit(1)).scalar_one_or_none()
+    main = db.session.execute(select(Branch).where(Branch.is_main_lab).order_by(Branch.id).limit(1)
+                              ).scalar_one_or_none()
     return main or db.session.get(Branch, order.branch_id)
 
 
@@ -337,8 +338,8 @@ def display_unit(unit: str | None) -> str:
         return ""
     for ucum, shown in _UNIT_WORDS:
         text = text.replace(ucum, shown)
-    text = re.sub(r"\{([^}]*)\}", lambda m: (" " + m.group(1).replace("_", " ")) if text.replace(m.group(0), "") else "",
-                  text)
+    bare = re.sub(r"\{[^}]*\}", "", text)  # an annotation alone ({ratio}) is no unit at all
+    text = re.sub(r"\{([^}]*)\}", lambda m: (" " + m.group(1).replace("_", " ")) if bare else "", text)
     return text.strip()
 
 

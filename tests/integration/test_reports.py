@@ -180,8 +180,8 @@ def test_amendment_makes_version_two_and_keeps_the_original(lab, factory, sessio
     assert reports.render_report(amended.id) == "amended"
     session.refresh(amended)
     text, _ = pdf_text(amended.pdf)
-    for expected in ("Amended report", "Transcription error", original.number, "version 1", "previously reported as 13.1",
-                     "Dr. Meera Iyer", "11.0 L"):
+    for expected in ("Amended report", "Transcription error", original.number, "version 1",
+                     "previously reported as 13.1", "Dr. Meera Iyer", "11.0 L"):
         assert expected in text, expected
     # Nothing is overwritten: the first version and its bytes are still there and served.
     session.refresh(original)
@@ -333,3 +333,28 @@ def test_ulr_follows_the_labs_pattern(lab, factory, session):
     assert "TC123426100000001F" in pdf_text(report.pdf)[0]
     with pytest.raises(reports.ReportRefused):
         reports.update_settings(lab["org"], ulr_pattern="TC-no-run")
+
+
+@pytest.mark.parametrize("unit,shown", [
+    ("10*3/uL", "10^3/µL"), ("u[IU]/mL", "µIU/mL"), ("mL/min/{1.73_m2}", "mL/min/1.73 m²"), ("{ratio}", ""),
+    ("ug/mL{FEU}", "µg/mL FEU"), ("/[HPF]", "/HPF"), ("1", ""), ("g/dL", "g/dL"), (None, ""),
+])
+def test_units_print_readably(unit, shown):
+    assert reports.display_unit(unit) == shown
+
+
+@pytest.mark.parametrize("interval,shown", [
+    ({"low": "12.0000", "high": "15.0000"}, "12 – 15"), ({"low": None, "high": "33"}, "Up to 33"),
+    ({"low": "40", "high": None}, "40 or more"), ({"text": "Negative"}, "Negative"),
+    ({"low": "70", "high": "99", "text": "fasting"}, "70 – 99 (fasting)"), (None, ""),
+])
+def test_reference_intervals_print_from_the_snapshot(interval, shown):
+    assert reports.interval_text(interval) == shown
+
+
+def test_ulr_pattern_and_initials():
+    assert reports.format_ulr("TC1234261########F", 42) == "TC123426100000042F"
+    with pytest.raises(reports.ReportRefused):
+        reports.format_ulr("TC12##F", 100)
+    assert reports.initials("Ramesh Kumar Verma") == "R. K. V."
+    assert reports.initials("सीता देवी") == "स. द."
