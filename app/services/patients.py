@@ -414,15 +414,16 @@ class _Typed:
 def _one_slip_away(word: str, typed: str) -> set[str]:
     """The folded words one typing slip from a typed word (what a spelling checker tries:
     trigrams rank "Narseen" no nearer to "Nasreen" than to a dozen other names). Slips of
-    the folded word; and slips of the word as typed, then folded ("Rsahid" is one swap from
-    Rashid, but its fold "rsahid" is two edits from "rasid"): swaps, and a dropped vowel or h."""
+    the folded word; and slips of the word as typed, then folded ("Rsahid" and "Praksah"
+    are one swap from Rashid and Prakash, but two edits from their folds "rasid" and
+    "prakas"): swaps, and a dropped vowel or h."""
     slips: set[str] = set()
     if len(word) >= SLIP_MIN_LETTERS:
         splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
         slips |= {a + b[1:] for a, b in splits if b} | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
         slips |= {a + c + b[1:] for a, b in splits if b for c in string.ascii_lowercase}
         slips |= {a + c + b for a, b in splits for c in string.ascii_lowercase}
-    if typed != word and len(typed) >= SLIP_MIN_LETTERS and typed.isascii() and typed.isalpha():
+    if len(typed) >= SLIP_MIN_LETTERS and typed.isascii() and typed.isalpha():
         splits = [(typed[:i], typed[i:]) for i in range(len(typed) + 1)]
         slips |= {names.fold_word(a + b[1] + b[0] + b[2:]) for a, b in splits if len(b) > 1}
         slips |= {names.fold_word(a + c + b) for a, b in splits for c in "aeiouh"}
@@ -461,7 +462,8 @@ def _spellings(typed: _Typed, others: list[str]) -> list[str]:
         return [typed.word]
     best = max(near.values(), default=0.0)
     close = {w for w, similarity in near.items() if similarity >= best - WORD_BAND or w.startswith(typed.word)}
-    return sorted(close | (typed.slips - set(others)))
+    slips = typed.slips - set(others)
+    return sorted(slips | {w for w in close if w.startswith(typed.word)} if slips else close)
 
 
 def _words_beginning(short: str) -> list[str]:

@@ -146,12 +146,19 @@ def test_initials_and_short_words_match_the_beginning_of_a_word(add):
     ("Rashid Farooqui", "Rsahid Farooqui"),    # a swap that fold() turns into two edits
     ("Rekha Hegde", "Rkha Hegde"),             # a dropped vowel
     ("Nasreen Ansari", "Narseen Ansari"),      # two letters swapped
+    ("Prakash Patil", "Praksah Patil"),        # a swap that fold() would not undo
 ])
 def test_misspellings_and_variants_are_found_first(add, registered, typed):
     add("Someone Else")
     add(registered)
     add("Ravi Das")
     assert found(typed)[0] == registered, typed
+
+
+def test_a_word_one_slip_away_ranks_before_words_that_merely_share_trigrams(add):
+    add("Nirmala Mehta")
+    add("Nirav Mehta")  # newer, and nearer to "Niramla" by trigrams
+    assert found("Niramla Mehta")[0] == "Nirmala Mehta"
 
 
 def test_a_typed_word_the_name_lacks_still_finds_the_closest_names(add):
