@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from app import audit
 from app.extensions import db
@@ -189,11 +189,13 @@ def save_with_dependents(order_test: OrderTest, entry: Entry, *, user_id: int | 
     The order row is locked first: two inputs of one order saved at the same moment (two
     screens, a screen and an analyzer) are serialised, so the calculated tests always see
     every input and never keep a stale value."""
-    db.session.execute(select(Order.id).where(Order.id == order_test.order_id).with_for_update())
-    # Everything a save reads, in two statements, instead of a lazy load per attribute.
-    db.session.execute(select(OrderTest).where(OrderTest.id == order_test.id).options(
-        joinedload(OrderTest.test).selectinload(LabTest.intervals), joinedload(OrderTest.sample),
-        joinedload(OrderTest.order).joinedload(Order.patient))).unique().scalar_one()
+    # One statement locks the order row and loads everything a save reads (the intervals follow
+    # in a second), instead of a lock plus a lazy load per attribute.
+    db.session.execute(
+        select(OrderTest, Order.id).join(OrderTest.order).where(OrderTest.id == order_test.id)
+        .options(contains_eager(OrderTest.order).joinedload(Order.patient),
+                 joinedload(OrderTest.test).selectinload(LabTest.intervals), joinedload(OrderTest.sample))
+        .with_for_update(of=Order)).unique().scalars().one()
     result = _save_one(order_test, entry, user_id=user_id)
     _, dependent_ids = _recalculate(order_test.order, changed_code=order_test.test.code, user_id=user_id)
     return result, dependent_ids
@@ -245,6 +247,7 @@ def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None, curre
             current.is_current, current.status = False, "rerun"
             db.session.flush([current])
         order_test.attempts = (order_test.attempts or 0) + 1
+        order_test.status = "entered"  # before the flush below: one UPDATE of the row, not two
         result = Result(order_test_id=order_test.id, patient_id=patient.id, test_id=test.id,
                         attempt=order_test.attempts, entered_by_id=user_id, status="entered", **fields)
         audit.add_created(result, entity_type="result", fields=("order_test_id", "attempt", *audited),
