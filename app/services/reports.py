@@ -40,7 +40,7 @@ from app.formatting import IST
 from app.models import Branch, LabTest, Order, OrderTest, Organization, Patient, Report, Result, Sample, User
 from app.models.base import utcnow
 from app.security import use_tenant
-from app.services import ServiceError, billing, documents, patients
+from app.services import ServiceError, billing, documents, notifications, patients
 from app.services import results as results_service
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,7 @@ def render_report(report_id: int) -> str:
         report.pdf, report.sha256, report.size, report.pages = pdf, hashlib.sha256(pdf).hexdigest(), len(pdf), pages
         report.status = "amended" if report.amendment_reason else ("partial" if report.departments_pending else "final")
         report.rendered_at, report.render_ms, report.error = utcnow(), int((time.perf_counter() - started) * 1000), ""
+        notifications.report_released(report)  # patient (and opted-in referrer) messages, queued after commit
         audit.record("report.issued", entity_type="report", entity_id=report.id,
                      after={"number": report.number, "version": report.version, "status": report.status,
                             "sha256": report.sha256, "pages": pages})
@@ -492,7 +493,8 @@ def amend(result: Result, new_value: str, reason: str, *, user: User, interpreta
     """Change a released result: the released row becomes 'amended' (kept, never edited), a
     new row becomes current and released, and a new version of the report says 'Amended' with
     the reason, the date and the person, and references the version it replaces (whose PDF
-    stays). India.md §5.1 (ISO 15189 7.4.1.8)."""
+    stays). India.md §5.1 (ISO 15189 7.4.1.8). Released calculated results made from the
+    amended one (MCHC from Hb, LDL from cholesterol…) are amended with it, recomputed."""
     reason = " ".join((reason or "").split())
     if not reason:
         raise ReportRefused("Say why the released result is being amended.", field="reason")
@@ -502,31 +504,72 @@ def amend(result: Result, new_value: str, reason: str, *, user: User, interpreta
     db.session.refresh(result)
     if result.status != "released" or not result.is_current:
         raise ReportRefused("Only the current released result can be amended.")
+    if result.source == "calculated":
+        raise ReportRefused("A calculated result follows its inputs: amend the results it is made from.")
     test = order_test.test
     value = results_service.parse_value(test, new_value, strict=True)
-    number = value.number
-    if number is not None:
-        number = number.quantize(Decimal(1).scaleb(-test.decimals))
     new_interpretation = result.interpretation if interpretation is None else interpretation.strip()[:4000]
     if value.text == result.value_text and new_interpretation == result.interpretation:
         raise ReportRefused("The amended value is the same as the released one.", field="value")
+    _replace(result, value, test.decimals, reason, user=user, source="manual", interpretation=new_interpretation)
+    _amend_calculated(order, test.code, reason, user=user)
+    return request_report(order, user=user, amendment_reason=reason)
+
+
+def _replace(result: Result, value: Any, decimals: int, reason: str, *, user: User, source: str,
+             interpretation: str) -> Result:
+    """The released row steps aside as 'amended'; a new released row carries the new value,
+    flagged against the interval the report printed (the old row's snapshot)."""
+    number = value.number.quantize(Decimal(1).scaleb(-decimals)) if value.number is not None else None
     flag, critical = results_service.flag_for(value, _interval_from_snapshot(result.interval))
     now = utcnow()
     before = {"value_text": result.value_text, "flag": result.flag, "interpretation": result.interpretation}
     result.status, result.is_current = "amended", False
     db.session.flush([result])  # one current result per ordered test: the old row steps aside first
+    order_test = result.order_test
     order_test.attempts = (order_test.attempts or 0) + 1
     new = Result(order_test_id=order_test.id, patient_id=result.patient_id, test_id=result.test_id,
                  attempt=order_test.attempts, is_current=True, value_text=value.text, value_num=number,
                  unit=result.unit, flag=flag, critical=critical, interval=result.interval, comment=result.comment,
-                 source="manual", status="released", entered_by_id=user.id, entered_at=now,
-                 verified_by_id=user.id, verified_at=now, released_at=now, interpretation=new_interpretation)
+                 source=source, status="released", entered_by_id=user.id, entered_at=now,
+                 verified_by_id=user.id, verified_at=now, released_at=now, interpretation=interpretation)
     db.session.add(new)
     db.session.flush([new])
     audit.record("result.amended", entity_type="result", entity_id=new.id, before={**before, "result": result.id},
                  after={"value_text": new.value_text, "flag": new.flag, "interpretation": new.interpretation,
                         "reason": reason})
-    return request_report(order, user=user, amendment_reason=reason)
+    return new
+
+
+def _amend_calculated(order: Order, changed: str, reason: str, *, user: User) -> None:
+    """Recompute the order's released calculated results that depend, directly or through
+    another calculated test, on `changed`, and amend those whose value moves."""
+    from app.services import calculations
+
+    rows = _current_rows(order)
+    by_code = {ot.test.code: (ot, r) for ot, r in rows}
+    patient = order.patient
+    ctx = calculations.Context(
+        age_years=results_service.age_in_days(patient.date_of_birth, utcnow()) // 365, sex=patient.sex)
+    todo, seen = [changed], {changed}
+    while todo:
+        code = todo.pop(0)
+        for dependent in calculations.dependents(code):
+            ot, current = by_code.get(dependent, (None, None))
+            if ot is None or current is None or current.source != "calculated" or current.status != "released":
+                continue
+            values = {c: r.value_num for c, (_, r) in by_code.items() if r is not None and r.value_num is not None}
+            number = calculations.compute(dependent, values, ctx)
+            if number is None:
+                continue
+            text = results_service.format_number(number, ot.test.decimals)
+            if text != current.value_text:
+                new = _replace(current, results_service.ParsedValue(text, number), ot.test.decimals, reason,
+                               user=user, source="calculated", interpretation=current.interpretation)
+                by_code[dependent] = (ot, new)
+            if dependent not in seen:
+                seen.add(dependent)
+                todo.append(dependent)
 
 
 def _interval_from_snapshot(snapshot: dict | None) -> Any:

@@ -51,7 +51,7 @@ def release(lab, order, values: dict[str, str], session) -> Report:
     report version the release asked for."""
     for code, raw in values.items():
         results.save(_ot(order, code), results.Entry(raw=raw), user_id=None)
-    current = results.currents_for([_ot(order, code).id for code in values])
+    current = results.currents_for([ot.id for ot in order.tests])  # calculated ones too
     verification.verify(order, {r.id: r.version for r in current.values() if r.status == "entered"}, user=lab["doc"])
     verification.release(order, user=lab["doc"])
     session.commit()
@@ -192,6 +192,22 @@ def test_amendment_makes_version_two_and_keeps_the_original(lab, factory, sessio
         reports.amend(new, "12.0", "  ", user=lab["doc"])
     with pytest.raises(reports.ReportRefused):
         reports.amend(old, "12.0", "again", user=lab["doc"])
+
+
+def test_amending_an_input_amends_the_calculated_results_made_from_it(lab, factory, session):
+    order = factory.order(lab["org"], ["LIPID"])
+    first = release(lab, order, {"CHOL": "180", "TG": "150", "HDL": "45"}, session)
+    assert first.departments_pending == []
+    before = {code: results.current_result(_ot(order, code).id) for code in ("LDL", "VLDL", "NHDL")}
+    assert (before["LDL"].value_text, before["VLDL"].value_text, before["NHDL"].value_text) == ("105", "30", "135")
+    reports.amend(results.current_result(_ot(order, "CHOL").id), "200", "Wrong sample run first", user=lab["doc"])
+    session.commit()
+    after = {code: results.current_result(_ot(order, code).id) for code in ("LDL", "VLDL", "NHDL")}
+    assert (after["LDL"].value_text, after["NHDL"].value_text) == ("125", "155")
+    assert after["LDL"].status == "released" and session.get(Result, before["LDL"].id).status == "amended"
+    assert after["VLDL"].id == before["VLDL"].id  # TG did not change: VLDL stays as released
+    with pytest.raises(reports.ReportRefused, match="calculated"):
+        reports.amend(after["LDL"], "100", "typed over", user=lab["doc"])
 
 
 def test_a_failed_render_is_kept_with_its_error_and_can_be_retried(lab, factory, session, monkeypatch):
