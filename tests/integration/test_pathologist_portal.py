@@ -497,3 +497,30 @@ def test_a_tube_remark_is_saved_audited_and_shown_to_the_pathologist(client, aut
     auth.logout()
     auth.login(lab["doc"].username, PASSWORD)
     assert "<strong>Remark:</strong> mildly lipaemic" in text_of(client.get(review_url(order)))
+
+
+def test_a_released_result_is_amended_with_a_reason_and_a_new_report_version(client, lab, factory, session):
+    from app.models import Report
+
+    order = order_of(factory, lab, ["GLUF"])
+    enter(session, lab, order, "GLUF", "95")
+    page = text_of(client.get(review_url(order)))
+    assert 'id="report-versions"' in page and "/reports/orders/" in page
+    client.post_form(f"{review_url(order)}/verify", verify_form(shown_versions(page)), headers=HTMX)
+    released = client.post_form(f"{review_url(order)}/release", headers=HTMX)
+    assert released.status_code == 200 and released.headers["HX-Trigger"] == "report-requested"
+    glu = current(session, order, "GLUF")
+    amend_url = f"{review_url(order)}/results/{glu.id}/amend"
+    no_reason = client.post_form(amend_url, {"value": "59", "reason": " "}, headers=HTMX)
+    assert no_reason.status_code == 422 and "Say why" in text_of(no_reason)
+    assert current(session, order, "GLUF").id == glu.id  # nothing changed
+    amended = client.post_form(amend_url, {"value": "59", "reason": "Transcription error: 59, not 95"}, headers=HTMX)
+    assert amended.status_code == 200, text_of(amended)[:500]
+    assert "Amended" in text_of(amended) and amended.headers["HX-Trigger"] == "report-requested"
+    now = current(session, order, "GLUF")
+    assert now.id != glu.id and now.value_text == "59" and now.status == "released"
+    session.expire_all()
+    assert session.get(Result, glu.id).status == "amended"
+    versions = session.execute(select(Report.version, Report.amendment_reason).where(Report.order_id == order.id)
+                               .order_by(Report.version)).all()
+    assert versions[-1] == (2, "Transcription error: 59, not 95")

@@ -21,7 +21,7 @@ from app.portals.pathologist import bp
 from app.portals.pathologist.criticals import user_names
 from app.portals.technician.entry import interval_text
 from app.security import get_or_404
-from app.services import ServiceError, orders, samples, verification
+from app.services import ServiceError, orders, reports, samples, verification
 from app.services.verification import ReviewRow
 
 STALE = "Someone changed these results at the same moment. Nothing was saved; review them again."
@@ -172,7 +172,36 @@ def release(accession: str):  # type: ignore[no-untyped-def]
     except ServiceError as err:
         db.session.rollback()
         return _section(order, 422, error=f"Not released. {err.message}")
-    return _section_done(order, f"Released {len(done)} result{'' if len(done) == 1 else 's'}.")
+    response = _section_done(order, f"Released {len(done)} result{'' if len(done) == 1 else 's'}.")
+    if wants_fragment():  # the report versions panel reloads itself on this event
+        body, status = response
+        return body, status, {"HX-Trigger": "report-requested"}
+    return response
+
+
+@bp.post("/orders/<accession>/results/<int:result_id>/amend", endpoint="amend")
+def amend(accession: str, result_id: int):  # type: ignore[no-untyped-def]
+    """Change a released result: a new version of the result and of the report (the service
+    keeps the released ones and says why)."""
+    order = _order_or_404(accession)
+    result = _result_or_404(order, result_id)
+    order_test_id = result.order_test_id
+    values = {"value": request.form.get("value", "")[:400], "reason": request.form.get("reason", "")[:400]}
+    try:
+        reports.amend(result, values["value"], values["reason"], user=_user())
+        db.session.commit()
+    except StaleDataError:
+        db.session.rollback()
+        return _row(order, order_test_id, 409, errors={"form": [STALE]})
+    except ServiceError as err:
+        db.session.rollback()
+        return _row(order, order_test_id, 422, errors={err.field if err.field in values else "form": [err.message]},
+                    values=values, open="amend")
+    response = _row_done(order, order_test_id, "Amended: a new version of the report is being made.")
+    if wants_fragment():
+        body, status = response
+        return body, status, {"HX-Trigger": "report-requested"}
+    return response
 
 
 @bp.post("/orders/<accession>/results/<int:result_id>/send-back", endpoint="send_back")
