@@ -110,6 +110,29 @@ class Config:
     LIS_PUBLIC_URL = "http://127.0.0.1:8000"
     LIS_VERIFY_RATE_LIMIT = "20 per minute"
     LIS_VERIFY_MAX_UPLOAD = 10 * 1024 * 1024  # bytes of a PDF presented for checking
+    # Notifications (app/services/notifications.py; docs/OPERATIONS.md). A channel whose settings
+    # are empty is "unconfigured": its messages go to the visible outbox, nothing is sent.
+    LIS_WHATSAPP_API_URL = "https://graph.facebook.com/v21.0"
+    LIS_WHATSAPP_TOKEN = ""
+    LIS_WHATSAPP_PHONE_ID = ""
+    LIS_WHATSAPP_APP_SECRET = ""  # verifies X-Hub-Signature-256 on status webhooks
+    LIS_WHATSAPP_VERIFY_TOKEN = ""  # the hub.verify_token chosen when subscribing the webhook
+    LIS_WHATSAPP_LANGUAGE = "en"
+    LIS_SMS_URL = ""
+    LIS_SMS_API_KEY = ""
+    LIS_SMS_ENTITY_ID = ""  # DLT principal entity id
+    LIS_SMS_SENDER = ""  # DLT header (6 characters)
+    # DLT template ids as registered, "event=id,event=id" (the texts are in notifications.TEMPLATES)
+    LIS_SMS_TEMPLATE_IDS: dict[str, str] = {}
+    LIS_SMTP_HOST = ""
+    LIS_SMTP_PORT = 587
+    LIS_SMTP_USER = ""
+    LIS_SMTP_PASSWORD = ""
+    LIS_SMTP_STARTTLS = True
+    LIS_SMTP_FROM = ""
+    LIS_NOTIFY_TIMEOUT = 15  # seconds per provider request
+    LIS_PATIENT_LINK_DAYS = 7  # how long a signed report link in an SMS stays valid
+    LIS_WEBHOOK_RATE_LIMIT = "600 per minute"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -148,6 +171,18 @@ class Config:
         cfg.LIS_PUBLIC_URL = env.get("LIS_PUBLIC_URL", cls.LIS_PUBLIC_URL).rstrip("/")
         cfg.LIS_VERIFY_RATE_LIMIT = env.get("LIS_VERIFY_RATE_LIMIT", cls.LIS_VERIFY_RATE_LIMIT)
         cfg.LIS_VERIFY_MAX_UPLOAD = int(env.get("LIS_VERIFY_MAX_UPLOAD", cls.LIS_VERIFY_MAX_UPLOAD))
+        for name in ("LIS_WHATSAPP_TOKEN", "LIS_WHATSAPP_PHONE_ID", "LIS_WHATSAPP_APP_SECRET",
+                     "LIS_WHATSAPP_VERIFY_TOKEN", "LIS_WHATSAPP_LANGUAGE", "LIS_SMS_URL", "LIS_SMS_API_KEY",
+                     "LIS_SMS_ENTITY_ID", "LIS_SMS_SENDER", "LIS_SMTP_HOST", "LIS_SMTP_USER", "LIS_SMTP_PASSWORD",
+                     "LIS_SMTP_FROM", "LIS_WEBHOOK_RATE_LIMIT"):
+            setattr(cfg, name, env.get(name, getattr(cls, name)))
+        cfg.LIS_WHATSAPP_API_URL = env.get("LIS_WHATSAPP_API_URL", cls.LIS_WHATSAPP_API_URL).rstrip("/")
+        cfg.LIS_SMS_TEMPLATE_IDS = {k.strip(): v.strip() for k, v in (
+            pair.split("=", 1) for pair in env.get("LIS_SMS_TEMPLATE_IDS", "").split(",") if "=" in pair)}
+        cfg.LIS_SMTP_PORT = int(env.get("LIS_SMTP_PORT", cls.LIS_SMTP_PORT))
+        cfg.LIS_SMTP_STARTTLS = _bool(env.get("LIS_SMTP_STARTTLS"), True)
+        cfg.LIS_NOTIFY_TIMEOUT = int(env.get("LIS_NOTIFY_TIMEOUT", cls.LIS_NOTIFY_TIMEOUT))
+        cfg.LIS_PATIENT_LINK_DAYS = int(env.get("LIS_PATIENT_LINK_DAYS", cls.LIS_PATIENT_LINK_DAYS))
         pool = int(env.get("LIS_DB_POOL_SIZE", "5"))
         cfg.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": pool, "max_overflow": pool,
                                          "hide_parameters": True}

@@ -12,7 +12,8 @@ MENUS: dict[Role, list[tuple[str, str]]] = {
         ("admin.dashboard", "Dashboard"), ("admin.users", "Users"), ("admin.branches", "Branches"),
         ("admin.catalogue", "Catalogue"), ("admin.referrers", "Referrers"), ("admin.price_lists", "Price lists"),
         ("admin.clients", "Clients"), ("admin.canned_comments", "Canned comments"),
-        ("admin.instruments", "Instruments"), ("admin.api_tokens", "API tokens"), ("admin.audit", "Audit trail"),
+        ("admin.instruments", "Instruments"), ("admin.api_tokens", "API tokens"), ("admin.notifications", "Messages"),
+        ("admin.audit", "Audit trail"),
     ],
     Role.RECEPTION: [("reception.dashboard", "Desk"), ("reception.collections", "Collections")],
     Role.TECHNICIAN: [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers import housekeeping, instruments, reports
+from workers import housekeeping, instruments, notify, reports
 
 
 @dataclass(frozen=True)
@@ -25,4 +25,6 @@ PERIODIC_JOBS: list[PeriodicJob] = [
                 timeout=600),
     # Report versions left 'rendering' (a lost job, Redis restarted) are queued again.
     PeriodicJob("report-render-sweep", reports.sweep, queue="reports", interval=120, timeout=120),
+    # Notifications due for a retry whose job was lost; rows a killed worker left 'sending'.
+    PeriodicJob("notification-sweep", notify.sweep, queue="notify", interval=60, timeout=120),
 ]

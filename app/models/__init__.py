@@ -5,6 +5,7 @@ from app.models.billing import Bill, BillLine, DocumentCounter, Payment
 from app.models.instrument import Instrument, InstrumentCode, InstrumentMessage, UnmatchedResult
 from app.models.catalogue import (Client, Department, LabTest, Panel, PanelItem, PriceList, PriceListItem,
                                   ReferenceInterval, Referrer)
+from app.models.notification import Notification, WebhookDelivery, WhatsAppWindow
 from app.models.order import Order, OrderItem, OrderTest, Sample
 from app.models.org import Branch, Organization
 from app.models.patient import NameWord, Patient, PatientWord
@@ -15,7 +16,7 @@ from app.models.user import ApiToken, Role, User
 __all__ = [
     "ApiToken", "AuditEvent", "CannedComment", "CriticalCall", "Base", "Bill", "BillLine", "Branch", "Client", "Department", "DocumentCounter", "Instrument",
     "InstrumentCode", "InstrumentMessage", "Result", "UnmatchedResult",
-    "LabTest", "NameWord", "Order", "OrderItem", "OrderTest", "Organization", "Panel", "PanelItem", "Patient",
+    "LabTest", "NameWord", "Notification", "WebhookDelivery", "WhatsAppWindow", "Order", "OrderItem", "OrderTest", "Organization", "Panel", "PanelItem", "Patient",
     "PatientWord", "Payment",
     "PriceList", "PriceListItem", "ReferenceInterval", "Referrer", "Report", "Role", "Sample", "TenantScoped", "User",
 ]

@@ -142,6 +142,8 @@ class Referrer(TenantScoped, Timestamped, Base):
     phone: Mapped[str | None] = mapped_column(String(16))
     email: Mapped[str | None] = mapped_column(String(254))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Opted in to receive their patients' released reports (app/services/notifications.py).
+    notify_reports: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class PriceList(TenantScoped, Timestamped, Base):

@@ -40,7 +40,7 @@ from app.formatting import IST
 from app.models import Branch, LabTest, Order, OrderTest, Organization, Patient, Report, Result, Sample, User
 from app.models.base import utcnow
 from app.security import use_tenant
-from app.services import ServiceError, billing, documents, patients
+from app.services import ServiceError, billing, documents, notifications, patients
 from app.services import results as results_service
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,7 @@ def render_report(report_id: int) -> str:
         report.pdf, report.sha256, report.size, report.pages = pdf, hashlib.sha256(pdf).hexdigest(), len(pdf), pages
         report.status = "amended" if report.amendment_reason else ("partial" if report.departments_pending else "final")
         report.rendered_at, report.render_ms, report.error = utcnow(), int((time.perf_counter() - started) * 1000), ""
+        notifications.report_released(report)  # patient (and opted-in referrer) messages, queued after commit
         audit.record("report.issued", entity_type="report", entity_id=report.id,
                      after={"number": report.number, "version": report.version, "status": report.status,
                             "sha256": report.sha256, "pages": pages})

@@ -1,0 +1,16 @@
+"""RQ jobs for notifications (queue 'notify'): deliver one message, and the periodic sweep
+that queues due retries and settles rows a killed worker left 'sending'."""
+from __future__ import annotations
+
+
+def deliver(notification_id: int) -> str:
+    """Send one message (idempotent: see notifications.deliver)."""
+    from app.services import notifications
+
+    return notifications.deliver(notification_id)
+
+
+def sweep() -> dict[str, int]:
+    from app.services import notifications
+
+    return notifications.sweep()
