@@ -557,3 +557,45 @@ def test_another_labs_admin_sees_none_of_these_messages(lab, factory, session, c
     assert f"/admin/notifications/{row.id}" not in client.get("/admin/notifications").get_data(as_text=True)
     assert client.get(f"/admin/notifications/{row.id}").status_code == 404
     assert client.post_form(f"/admin/notifications/{row.id}/retry").status_code == 404
+
+
+# ---------------------------------------------------------------- workers, sweep, limits
+
+def test_a_real_rq_worker_delivers_the_queued_message(lab, factory, session, graph):
+    from rq import SimpleWorker
+
+    report = issued_report(lab, factory, session)
+    notifications.report_released(report)
+    session.commit()
+    conn = redis_client()
+    SimpleWorker([Queue("notify", connection=conn)], connection=conn).work(burst=True)
+    [row] = rows(session, lab["org"].id)
+    assert row.status == "sent" and len(graph.requests) == 2
+
+
+def test_a_row_left_sending_by_a_killed_worker_is_failed_not_resent(lab, factory, session, graph):
+    report = issued_report(lab, factory, session)
+    notifications.report_released(report)
+    session.commit()
+    [row] = rows(session, lab["org"].id)
+    security.use_tenant(session, lab["org"].id)
+    row.status, row.attempts = "sending", 1
+    session.flush()
+    session.execute(Notification.__table__.update().where(Notification.id == row.id)
+                    .values(updated_at=utcnow() - timedelta(minutes=30)))
+    session.commit()
+    assert notifications.sweep() == {"queued": 0, "interrupted": 1}
+    row = rows(session, lab["org"].id)[0]
+    assert row.status == "failed" and "interrupted" in row.last_error
+    assert notifications.deliver(row.id) == "failed" and graph.requests == []
+
+
+def test_webhook_is_rate_limited_and_unreadable_bodies_are_kept(app, client, graph, session, monkeypatch):
+    monkeypatch.setitem(app.config, "LIS_WEBHOOK_RATE_LIMIT", "2 per minute")
+    raw = b"not json at all"
+    first = _post(client, raw, sign(raw))
+    assert first.status_code == 200 and first.get_json()["outcome"] == "unreadable"
+    assert _deliveries(session) == 1
+    other = b'{"object": "whatsapp_business_account", "entry": []}'
+    assert _post(client, other, sign(other)).status_code == 200
+    assert _post(client, other, sign(other)).status_code == 429
