@@ -361,26 +361,74 @@ def test_email_by_smtp_with_the_report_attached(lab, factory, session, smtp):
     assert rows(session, lab["org"].id)[0].provider_message_id == message["Message-ID"]
 
 
-def test_referrer_gets_reports_only_when_opted_in_and_critical_values_always(lab, factory, session, gateway):
+def test_referrer_gets_reports_only_when_opted_in(lab, factory, session, gateway):
     referrer = lab["referrer"]
     security.use_tenant(session, lab["org"].id)
-    referrer.phone, referrer.notify_reports = "+919800000001", True
+    referrer.phone = "+919800000001"
     report = issued_report(lab, factory, session, referrer=True)
     notifications.report_released(report)
     session.commit()
-    keys = [r.idempotency_key for r in rows(session, lab["org"].id)]
-    assert keys == [f"report:{report.id}:patient", f"report:{report.id}:referrer"]
-    result = type("R", (), {})()  # a critical result as the pathologist's page holds it
-    order = report.order
-    result.id, result.org_id, result.value_text, result.unit = 987654, lab["org"].id, "2.1", "mmol/L"
-    result.order_test = order.tests[0]
-    row = notifications.critical_value(result)
+    assert [r.idempotency_key for r in rows(session, lab["org"].id)] == [f"report:{report.id}:patient"]
+    security.use_tenant(session, lab["org"].id)
+    referrer.notify_reports = True
+    amended = issued_report(lab, factory, session, referrer=True)
+    notifications.report_released(amended)
     session.commit()
-    assert row.event == "critical_value" and row.recipient == "+919800000001" and row.channel == "sms"
+    keys = [r.idempotency_key for r in rows(session, lab["org"].id)][1:]
+    assert keys == [f"report:{amended.id}:patient", f"report:{amended.id}:referrer"]
+
+
+def test_a_critical_value_goes_to_the_referrer(session, factory, gateway):
+    from app.models import Referrer
+    from app.services import orders, results, samples
+
+    org = factory.org()
+    factory.standard_catalogue(org)
+    security.use_tenant(session, org.id)
+    referrer = Referrer(name="Dr. Kavita Menon", kind="doctor", phone="+919800000001")
+    session.add(referrer)
+    session.commit()
+    patient = factory.patient(org, name="Asha Verma")
+    security.use_tenant(session, org.id)
+    from app.models import Branch
+
+    branch = session.execute(select(Branch).where(Branch.code == "MAIN")).scalar_one()
+    with audit.acting_as(audit.AuditContext(actor_label="test", org_id=org.id)):
+        order, _ = orders.create_order(patient, branch, orders.OrderRequest(codes=["HB"], referrer_id=referrer.id),
+                                       created_by_id=None, discount_limit_percent=100)
+        for sample in order.samples:
+            samples.receive(sample, user_id=None)
+        ot = next(t for t in order.tests if t.test.code == "HB")
+        result = results.save(ot, results.Entry(raw="4.1"), user_id=None)
+        assert result.critical
+        row = notifications.critical_value(result)
+        assert notifications.critical_value(result).id == row.id  # asked twice: one message
+    session.commit()
+    assert (row.event, row.recipient, row.channel) == ("critical_value", "+919800000001", "sms")
     assert notifications.deliver(row.id) == "sent"
-    text = json.loads(gateway.requests[-1]["body"])["text"]
-    assert text.startswith("Dear Dr. Kavita Menon, critical result for Asha Verma: Haemoglobin 2.1 mmol/L.")
-    assert json.loads(gateway.requests[-1]["body"])["template_id"] == "1207161234567890126"
+    body = json.loads(gateway.requests[-1]["body"])
+    assert body["text"] == (f"Dear Dr. Kavita Menon, critical result for Asha Verma: Haemoglobin 4.1 g/dL. "
+                            f"Please contact {org.display_name}.")
+    assert body["template_id"] == "1207161234567890126"
+
+
+def test_payment_received_by_email(lab, factory, session, smtp):
+    from app.services import billing, orders
+
+    patient = factory.patient(lab["org"], name="Asha Verma", mobile="9876543210")
+    security.use_tenant(session, lab["org"].id)
+    patient.email = "asha@example.in"
+    order = factory.order(lab["org"], ["HB"], patient=patient)
+    security.use_tenant(session, lab["org"].id)
+    [bill] = orders.bills_of(order)
+    payment = billing.record_payment(bill, mode="cash", amount_paise=5050, reference=None, received_by_id=None)
+    row = notifications.payment_received(payment)
+    session.commit()
+    assert (row.channel, row.event) == ("email", "payment_received")  # WhatsApp and SMS unconfigured
+    assert notifications.deliver(row.id) == "sent"
+    message = message_from_bytes(smtp.messages[0]["data"], policy=default_policy)
+    assert message["Subject"] == f"Payment received: bill {bill.number}"
+    assert "We have received Rs 50.50 against bill" in message.get_content()
 
 
 def test_otp_goes_by_sms_and_is_hidden_from_the_admin(lab, session, gateway):
