@@ -514,6 +514,23 @@ def retry(row: Notification) -> Notification:
     return row
 
 
+def preview(row: Notification) -> str:
+    """What the message says, for the admin (the outbox shows what would have been sent).
+    Secrets (an OTP) stay hidden; a report's download link is made at sending time."""
+    template = TEMPLATES.get(row.event)
+    if template is None:
+        return ""
+    payload = _Blank(shown_payload(row))
+    if payload.get("free_text"):
+        return str(payload["free_text"])
+    if row.channel == "sms":
+        return render_sms(template.sms, [str(payload.get(name, "") or f"<{name}>") for name in template.sms_fields])
+    if row.channel == "whatsapp":
+        params = ", ".join(str(payload.get(name, "")) for name in template.fields)
+        return f"Template {template.whatsapp}({params})" + (" with the report PDF" if template.document else "")
+    return template.email.format_map(payload)
+
+
 def mask(recipient: str) -> str:
     if "@" in recipient:
         local, _, domain = recipient.partition("@")

@@ -439,6 +439,7 @@ def test_otp_goes_by_sms_and_is_hidden_from_the_admin(lab, session, gateway):
     text = json.loads(gateway.requests[0]["body"])["text"]
     assert text.startswith("482913 is your OTP")
     assert notifications.shown_payload(row)["code"] == "••••"
+    assert "482913" not in notifications.preview(row) and notifications.preview(row).startswith("•••• is your OTP")
 
 
 def test_released_report_hook_queues_the_patient_message(session, factory, lab):
@@ -574,6 +575,7 @@ def test_admin_message_log_detail_and_audited_retry(lab, factory, session, clien
     assert f"/admin/notifications/{row.id}" not in client.get("/admin/notifications?status=sent").get_data(as_text=True)
     detail = client.get(f"/admin/notifications/{row.id}").get_data(as_text=True)
     assert "Asha Verma" in detail and "9876543210" not in detail and "Retry" in detail
+    assert "Dear Asha Verma,\n\nYour report R/2026/000123 from" in detail  # what would have been sent
     refused = client.post_form(f"/admin/notifications/{row.id}/retry")  # still nothing configured
     assert refused.status_code == 422 and "No channel" in refused.get_data(as_text=True)
     server = FakeServer(graph_answer)

@@ -42,7 +42,8 @@ def notifications_view():  # type: ignore[no-untyped-def]
 def notification_view(notification_id: int):  # type: ignore[no-untyped-def]
     row = get_or_404(Notification, id=notification_id)
     return render_template("admin/notification.html", row=row, recipient=notifications.mask(row.recipient),
-                           payload=notifications.shown_payload(row), max_attempts=notifications.MAX_ATTEMPTS)
+                           payload=notifications.shown_payload(row), max_attempts=notifications.MAX_ATTEMPTS,
+                           preview=notifications.preview(row))
 
 
 @bp.post("/notifications/<int:notification_id>/retry", endpoint="notification_retry")
@@ -54,8 +55,8 @@ def notification_retry(notification_id: int):  # type: ignore[no-untyped-def]
         db.session.rollback()
         flash(err.message, "error")
         return render_template("admin/notification.html", row=row, recipient=notifications.mask(row.recipient),
-                               payload=notifications.shown_payload(row),
-                               max_attempts=notifications.MAX_ATTEMPTS), 422
+                               payload=notifications.shown_payload(row), max_attempts=notifications.MAX_ATTEMPTS,
+                               preview=notifications.preview(row)), 422
     db.session.commit()
     flash("The message is queued to be sent again.", "success")
     return see_other(url_for(".notification", notification_id=notification_id))
