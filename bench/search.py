@@ -3,6 +3,7 @@ SQL, in one run, plus the SQL's own time per query shape.
 
     .venv/bin/python bench/search.py --reuse            # reuse lis_bench_search if it is there
     .venv/bin/python bench/search.py --reuse --duration 10 --shape-seconds 3   # a quicker look
+    .venv/bin/python bench/search.py --reuse --sql-only     # only the SQL times (steps 1-4)
 
 Target: "Patient search with 1,000,000 patients loaded: p95 ≤ 30 ms server time, throughput
 ≥ 0.6× a bare Flask app running the same SQL in the same run."
@@ -86,6 +87,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--shape-seconds", type=int, default=8, help="seconds of -c1 load per kind and app")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--sql-only", action="store_true",
+                        help="record and time the SQL only (no wrk phases): a re-run when the machine is quieter")
     return parser.parse_args()
 
 
@@ -513,9 +516,10 @@ def main() -> None:
                 patients_1m.drop(server_url)
     report.update(started=started, machine=info, source=bench_run.source_version(),
                   load_average_at_end=[round(x, 2) for x in os.getloadavg()])
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2, default=str))
-    print(f"\nWritten to {RESULTS.relative_to(BENCH_DIR.parent)}")
+    results = RESULTS.with_name("search-sql.json") if args.sql_only else RESULTS
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nWritten to {results.relative_to(BENCH_DIR.parent)}")
 
 
 def measure(args: argparse.Namespace, url: str, env: dict[str, str], tmp: Path) -> dict:
@@ -542,6 +546,9 @@ def measure(args: argparse.Namespace, url: str, env: dict[str, str], tmp: Path) 
         sql = time_sql(url, pages, queries)
         print_sql(sql)
         results_shown = {kind: percentiles([pages[q.path]["results"] for q in qs]) for kind, qs in queries.items()}
+        if args.sql_only:
+            return {"patients": args.patients, "database": patients_1m.SEARCH_DB, "per_kind": args.per_kind,
+                    "examples": examples, "results_shown": results_shown, "sql": sql, "sql_only": True}
         bare_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(metrics["bare"]), BENCH_PAGES=str(recording))
         with servers.gunicorn("bare", "search_bare_app:app", bare_env, tmp, pythonpath=BENCH_DIR) as bare:
             apps = Apps(lis, bare, cookie, url, AccessLog(lis.log_path))
