@@ -14,3 +14,10 @@ def sweep() -> dict[str, int]:
     from app.services import notifications
 
     return notifications.sweep()
+
+
+def reapply_webhook(delivery_id: int, attempt: int) -> str:
+    """Apply a stored WhatsApp webhook again (it named a message whose id was not stored yet)."""
+    from app.services import notifications
+
+    return notifications.apply_whatsapp(delivery_id, attempt=attempt)

@@ -577,9 +577,18 @@ def record_whatsapp_webhook(raw: bytes) -> tuple[str, int]:
     return outcome, delivery.id
 
 
-def apply_whatsapp(delivery_id: int) -> str:
+REAPPLY_TIMES = 3  # a status may arrive before the send's answer stored the message id
+
+
+def apply_whatsapp(delivery_id: int, *, attempt: int = 0) -> str:
+    """Apply a stored delivery. Statuses naming a message id not known yet (the webhook beat
+    the provider's answer to our send) are applied again later, up to REAPPLY_TIMES: applying
+    is idempotent (statuses only move forward)."""
     session = db.session
+    use_tenant(session, None)
     delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None:
+        return "missing"
     try:
         payload = json.loads(delivery.body)
         if not isinstance(payload, dict):
@@ -604,6 +613,13 @@ def apply_whatsapp(delivery_id: int) -> str:
     delivery = session.get(WebhookDelivery, delivery_id)
     delivery.outcome = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing to apply"
     session.commit()
+    if counts["unknown"] and attempt < REAPPLY_TIMES:
+        try:
+            _queue().enqueue_in(timedelta(seconds=BACKOFF_BASE * (attempt + 1)), "workers.notify.reapply_webhook",
+                                delivery_id, attempt + 1, job_timeout=60, result_ttl=600,
+                                description=f"reapply webhook delivery {delivery_id}")
+        except Exception:
+            log.warning("webhook delivery %s not scheduled again", delivery_id)
     return "applied"
 
 

@@ -540,6 +540,22 @@ def test_statuses_out_of_order_never_go_backwards(lab, factory, session, graph, 
     assert second.status == "failed" and "131026" in second.last_error
 
 
+def test_a_status_that_beats_the_send_answer_is_applied_again_later(lab, factory, session, graph, client):
+    row = _sent(lab, factory, session, graph)
+    raw = status_webhook("wamid.NOT-STORED-YET", "delivered", int(time.time()))
+    response = _post(client, raw, sign(raw))
+    assert response.status_code == 200
+    registry = ScheduledJobRegistry("notify", connection=redis_client())
+    assert len(registry) == 1
+    security.use_tenant(session, lab["org"].id)
+    session.get(Notification, row.id).provider_message_id = "wamid.NOT-STORED-YET"
+    session.commit()
+    from workers import notify
+
+    assert notify.reapply_webhook(response.get_json()["delivery"], 1) == "applied"
+    assert rows(session, lab["org"].id)[0].status == "delivered"
+
+
 def test_free_form_only_inside_the_24_hour_window(lab, session, graph, client):
     security.use_tenant(session, lab["org"].id)
     row = notifications.enqueue("payment_received", key="free-1", mobile="+919876543210",
