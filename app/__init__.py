@@ -122,13 +122,14 @@ def _register_blueprints(app: Flask) -> None:
     from app.portals.home import bp as home_bp
     from app.portals.messaging import bp as messaging_bp
     from app.portals.pathologist import bp as pathologist_bp
+    from app.portals.patient import bp as patient_bp
     from app.portals.public import bp as public_bp
     from app.portals.reception import bp as reception_bp
     from app.portals.reports import bp as reports_bp
     from app.portals.technician import bp as technician_bp
 
     for bp in (ops, home_bp, auth_bp, admin_bp, reception_bp, technician_bp, pathologist_bp, billing_bp, reports_bp,
-               public_bp, messaging_bp, api_bp):
+               public_bp, messaging_bp, patient_bp, api_bp):
         app.register_blueprint(bp)
 
 

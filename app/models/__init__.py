@@ -9,6 +9,7 @@ from app.models.notification import Notification, WebhookDelivery, WhatsAppWindo
 from app.models.order import Order, OrderItem, OrderTest, Sample
 from app.models.org import Branch, Organization
 from app.models.patient import NameWord, Patient, PatientWord
+from app.models.patient_portal import PatientOtp
 from app.models.report import Report
 from app.models.result import CannedComment, CriticalCall, Result
 from app.models.user import ApiToken, Role, User
@@ -17,6 +18,6 @@ __all__ = [
     "ApiToken", "AuditEvent", "CannedComment", "CriticalCall", "Base", "Bill", "BillLine", "Branch", "Client", "Department", "DocumentCounter", "Instrument",
     "InstrumentCode", "InstrumentMessage", "Result", "UnmatchedResult",
     "LabTest", "NameWord", "Notification", "WebhookDelivery", "WhatsAppWindow", "Order", "OrderItem", "OrderTest", "Organization", "Panel", "PanelItem", "Patient",
-    "PatientWord", "Payment",
+    "PatientOtp", "PatientWord", "Payment",
     "PriceList", "PriceListItem", "ReferenceInterval", "Referrer", "Report", "Role", "Sample", "TenantScoped", "User",
 ]
