@@ -691,7 +691,7 @@ def lab_test_codes() -> list[str]:
 # --- referrers ----------------------------------------------------------------------------
 
 REFERRER_KINDS = ("doctor", "hospital", "self")
-REFERRER_AUDITED = ("name", "kind", "qualification", "phone", "email", "active")
+REFERRER_AUDITED = ("name", "kind", "qualification", "phone", "email", "active", "notify_reports")
 
 
 def normalize_phone(raw: str) -> str:
@@ -740,7 +740,7 @@ def _referrer_values(data: Mapping[str, Any]) -> dict[str, Any]:
     email = _email(errors, data)
     errors.raise_if_any()
     return {"name": name, "kind": kind, "qualification": qualification, "phone": phone, "email": email,
-            "active": bool(data.get("active"))}
+            "active": bool(data.get("active")), "notify_reports": bool(data.get("notify_reports"))}
 
 
 def create_referrer(data: Mapping[str, Any]) -> Referrer:

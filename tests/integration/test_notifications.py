@@ -612,6 +612,23 @@ def test_admin_message_log_detail_and_audited_retry(lab, factory, session, clien
         server.server_close()
 
 
+def test_admin_opts_a_referrer_in_to_reports(lab, session, client, auth):
+    from app.models import Referrer
+
+    auth.login(lab["admin"].username, PASSWORD)
+    referrer = lab["referrer"]
+    assert "notify_reports" in client.get(f"/admin/referrers/{referrer.id}").get_data(as_text=True)
+    response = client.post_form(f"/admin/referrers/{referrer.id}", {
+        "name": referrer.name, "kind": "doctor", "qualification": "", "phone": "98450 12345", "email": "",
+        "active": "y", "notify_reports": "y"})
+    assert response.status_code == 303
+    security.use_tenant(session, lab["org"].id)
+    session.expire_all()
+    assert session.get(Referrer, referrer.id).notify_reports is True
+    event = session.execute(select(AuditEvent).where(AuditEvent.action == "referrer.updated")).scalar_one()
+    assert event.after["notify_reports"] is True
+
+
 def test_another_labs_admin_sees_none_of_these_messages(lab, factory, session, client, auth):
     report = issued_report(lab, factory, session)
     notifications.report_released(report)

@@ -155,6 +155,7 @@ class ReferrerForm(FlaskForm):
                         render_kw={"inputmode": "tel", "autocomplete": "off"})
     email = StringField("Email", validators=[Length(max=254)], render_kw={"type": "email", "autocomplete": "off"})
     active = BooleanField("Active", default=True)
+    notify_reports = BooleanField("Send this referrer their patients' reports when released", default=False)
 
 
 class PriceListForm(FlaskForm):
