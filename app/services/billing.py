@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 from app import audit
 from app.extensions import db
 from app.models import Bill, BillLine, Branch, Order, Organization, Payment
-from app.services import ServiceError
+from app.services import ServiceError, notifications
 
 IST = ZoneInfo("Asia/Kolkata")
 DOC_LETTER = {"bill_of_supply": "B", "tax_invoice": "T", "report": "R"}  # reports reuse the counter
@@ -205,6 +205,7 @@ def record_payment(bill: Bill, *, mode: str, amount_paise: int, reference: str |
     audit.record("payment.received", entity_type="bill", entity_id=locked.number, before=before,
                  after={"paid_paise": locked.paid_paise, "status": locked.status, "mode": mode,
                         "amount_paise": amount_paise, "payment_id": payment.id})
+    notifications.payment_received(payment)  # the patient's receipt message, queued after commit
     return payment
 
 

@@ -266,15 +266,21 @@ def critical_value(result: Any) -> Notification | None:
 
 
 def payment_received(payment: Any) -> Notification | None:
-    bill = payment.bill
-    patient = bill.order.patient if bill.order is not None else None
-    if patient is None:
+    """A payment taken (billing.record_payment): the patient's receipt message. Never lets a
+    messaging problem stop a payment."""
+    try:
+        bill = payment.bill
+        patient = bill.order.patient if bill.order is not None else None
+        if patient is None:
+            return None
+        rupees = f"{payment.amount_paise // 100}.{payment.amount_paise % 100:02d}"
+        return enqueue("payment_received", key=f"payment:{payment.id}:patient", mobile=patient.mobile,
+                       email=patient.email,
+                       payload={"name": patient.full_name, "amount": rupees, "bill_number": bill.number,
+                                "lab_name": _lab_name(payment.org_id)})
+    except Exception:
+        log.exception("the message for payment %s could not be queued", payment.id)
         return None
-    rupees = f"{payment.amount_paise // 100}.{payment.amount_paise % 100:02d}"
-    return enqueue("payment_received", key=f"payment:{payment.id}:patient", mobile=patient.mobile,
-                   email=patient.email,
-                   payload={"name": patient.full_name, "amount": rupees, "bill_number": bill.number,
-                            "lab_name": _lab_name(payment.org_id)})
 
 
 def otp(mobile: str, code: str, *, key: str, org_id: int) -> Notification | None:

@@ -421,9 +421,12 @@ def test_payment_received_by_email(lab, factory, session, smtp):
     order = factory.order(lab["org"], ["HB"], patient=patient)
     security.use_tenant(session, lab["org"].id)
     [bill] = orders.bills_of(order)
-    payment = billing.record_payment(bill, mode="cash", amount_paise=5050, reference=None, received_by_id=None)
-    row = notifications.payment_received(payment)
+    with audit.acting_as(audit.AuditContext(actor_label="test", org_id=lab["org"].id)):
+        payment = billing.record_payment(bill, mode="cash", amount_paise=5050, reference=None, received_by_id=None)
     session.commit()
+    [row] = rows(session, lab["org"].id)  # queued by record_payment itself
+    assert row.idempotency_key == f"payment:{payment.id}:patient"
+    assert notifications.payment_received(payment).id == row.id
     assert (row.channel, row.event) == ("email", "payment_received")  # WhatsApp and SMS unconfigured
     assert notifications.deliver(row.id) == "sent"
     message = message_from_bytes(smtp.messages[0]["data"], policy=default_policy)
