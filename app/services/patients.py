@@ -358,7 +358,7 @@ def search(query: str, *, limit: int = 20) -> list[Patient]:
 # Patients are then found, and ranked, in patient_word's primary key, which carries each
 # patient's folded name: only the 20 patients shown are read from the patient table.
 WORD_MATCH = 0.3  # how similar a dictionary word must be to a typed word (typing slips: 0.4–0.6)
-WORD_BAND = 0.15  # a slip among several typed words: its best words by trigrams and those this close
+WORD_BAND = 0.15  # a typed word with no word one slip away: its best words by trigrams and those this close
 NEAREST_WORDS = 8  # dictionary words considered per typed word
 NEWEST_PER_WORD = 20  # one typed word: the newest patients of each matching word are ranked
 MIN_WORD_SIMILARITY = 0.45  # when a typed word matches no word of the name: how close the name must be
@@ -454,9 +454,10 @@ def _look_up(typed: list[str], as_typed: dict[str, str]) -> tuple[list[_Typed], 
 def _spellings(typed: _Typed, others: list[str]) -> list[str]:
     """The dictionary words one of several typed words stands for: itself when some
     patient has it ("Gowramma", not also the 12,000 "Gowda"s that share its first
-    trigrams); for a slip or a beginning ("Hemnat", "Kavi"), the words one slip away, the
-    best by trigrams and those within WORD_BAND of them, and the words it begins. Never
-    another typed word: one word of a name answers for one typed word."""
+    trigrams); otherwise (a slip, a beginning: "Praksah", "Kavi") the words one slip away
+    and the words it begins, or when no word is one slip away, its best words by trigrams
+    and those within WORD_BAND of them. Never another typed word: one word of a name
+    answers for one typed word."""
     near = {w: similarity for w, similarity in typed.near.items() if w not in others}
     if typed.word in near:
         return [typed.word]
