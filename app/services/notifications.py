@@ -238,15 +238,16 @@ def report_released(report: Report) -> None:
     if report.status not in ("final", "amended"):
         return
     try:
-        order = report.order
-        patient, referrer = order.patient, order.referrer
-        base = {"report_id": report.id, "report_number": report.number, "version": report.version,
-                "lab_name": _lab_name(report.org_id), "accession": order.accession}
-        enqueue("report_released", key=f"report:{report.id}:patient", mobile=patient.mobile, email=patient.email,
-                payload={**base, "name": patient.full_name})
-        if referrer is not None and referrer.notify_reports:
-            enqueue("report_released", key=f"report:{report.id}:referrer", mobile=referrer.phone,
-                    email=referrer.email, payload={**base, "name": referrer.name})
+        with db.session.begin_nested():  # a failure here rolls back only these rows
+            order = report.order
+            patient, referrer = order.patient, order.referrer
+            base = {"report_id": report.id, "report_number": report.number, "version": report.version,
+                    "lab_name": _lab_name(report.org_id), "accession": order.accession}
+            enqueue("report_released", key=f"report:{report.id}:patient", mobile=patient.mobile,
+                    email=patient.email, payload={**base, "name": patient.full_name})
+            if referrer is not None and referrer.notify_reports:
+                enqueue("report_released", key=f"report:{report.id}:referrer", mobile=referrer.phone,
+                        email=referrer.email, payload={**base, "name": referrer.name})
     except Exception:
         log.exception("notifications for report %s could not be queued", report.id)
 
@@ -269,15 +270,16 @@ def payment_received(payment: Any) -> Notification | None:
     """A payment taken (billing.record_payment): the patient's receipt message. Never lets a
     messaging problem stop a payment."""
     try:
-        bill = payment.bill
-        patient = bill.order.patient if bill.order is not None else None
-        if patient is None:
-            return None
-        rupees = f"{payment.amount_paise // 100}.{payment.amount_paise % 100:02d}"
-        return enqueue("payment_received", key=f"payment:{payment.id}:patient", mobile=patient.mobile,
-                       email=patient.email,
-                       payload={"name": patient.full_name, "amount": rupees, "bill_number": bill.number,
-                                "lab_name": _lab_name(payment.org_id)})
+        with db.session.begin_nested():  # a failure here rolls back only this row
+            bill = payment.bill
+            patient = bill.order.patient if bill.order is not None else None
+            if patient is None:
+                return None
+            rupees = f"{payment.amount_paise // 100}.{payment.amount_paise % 100:02d}"
+            return enqueue("payment_received", key=f"payment:{payment.id}:patient", mobile=patient.mobile,
+                           email=patient.email,
+                           payload={"name": patient.full_name, "amount": rupees, "bill_number": bill.number,
+                                    "lab_name": _lab_name(payment.org_id)})
     except Exception:
         log.exception("the message for payment %s could not be queued", payment.id)
         return None

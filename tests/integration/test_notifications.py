@@ -434,6 +434,23 @@ def test_payment_received_by_email(lab, factory, session, smtp):
     assert "We have received Rs 50.50 against bill" in message.get_content()
 
 
+def test_a_messaging_failure_never_stops_the_report(lab, factory, session, monkeypatch):
+    report = issued_report(lab, factory, session)
+    session.commit()
+
+    def broken(*args, **kwargs):
+        from sqlalchemy import text
+
+        session.execute(text("SELECT 1/0"))  # a database error inside the notification code
+
+    monkeypatch.setattr(notifications, "_choose", broken)
+    notifications.report_released(report)  # logged, not raised; the outer transaction survives
+    security.use_tenant(session, lab["org"].id)
+    report.amendment_reason = "still writable"
+    session.commit()
+    assert rows(session, lab["org"].id) == []
+
+
 def test_otp_goes_by_sms_and_is_hidden_from_the_admin(lab, session, gateway):
     security.use_tenant(session, lab["org"].id)
     row = notifications.otp("+919876543210", "482913", key="login-1", org_id=lab["org"].id)
