@@ -59,6 +59,7 @@ JOB = "workers.notify.deliver"
 MAX_ATTEMPTS = 6
 BACKOFF_BASE = 30  # seconds: 30, 60, 120, 240, 480 between the six attempts
 STUCK_SENDING = timedelta(minutes=10)
+SWEEP_GRACE = timedelta(minutes=1)
 WINDOW = timedelta(hours=24)  # WhatsApp customer-service window (india.md §4.2)
 LINK_SALT = "patient-report-link"
 
@@ -475,8 +476,9 @@ def sweep() -> dict[str, int]:
     session = db.session
     use_tenant(session, None)
     now = utcnow()
+    # Overdue by a minute: a fresh row's own job (or its enqueue_in retry) is given time to run first.
     due = session.execute(select(Notification.id).where(Notification.status == "queued",
-                                                        Notification.next_attempt_at <= now)
+                                                        Notification.next_attempt_at <= now - SWEEP_GRACE)
                           .order_by(Notification.next_attempt_at).limit(1000)
                           .execution_options(all_tenants=True)).scalars().all()
     stuck = session.execute(select(Notification.id, Notification.org_id)

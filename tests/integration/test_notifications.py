@@ -277,6 +277,10 @@ def test_a_provider_500_is_retried_with_backoff_then_sent(lab, factory, session,
     security.use_tenant(session, lab["org"].id)
     row.next_attempt_at = utcnow() - timedelta(seconds=1)
     session.commit()
+    assert notifications.sweep()["queued"] == 0  # due just now: its own enqueue_in job runs it
+    security.use_tenant(session, lab["org"].id)
+    session.get(Notification, row.id).next_attempt_at = utcnow() - timedelta(minutes=2)
+    session.commit()
     assert notifications.sweep()["queued"] == 1  # a due row whose job was lost is queued again
     assert notifications.deliver(row.id) == "sent"
     assert rows(session, lab["org"].id)[0].attempts == 2
