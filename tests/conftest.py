@@ -77,8 +77,22 @@ def _clean_redis(request):  # type: ignore[no-untyped-def]
     application = request.getfixturevalue("app")
     client = redis_lib.Redis.from_url(application.config["REDIS_URL"])
     client.flushdb()
+    _revive_rate_limiter()
     yield
     client.close()
+
+
+def _revive_rate_limiter() -> None:
+    """A test that takes Redis away leaves Flask-Limiter on its in-memory fallback, which it
+    leaves only after a growing number of requests; its counters would then carry from test
+    to test. Every test starts on Redis with an empty fallback."""
+    from app.extensions import limiter
+
+    limiter._storage_dead = False
+    setattr(limiter, "_Limiter__check_backend_count", 0)
+    fallback = getattr(limiter, "_fallback_storage", None)
+    if fallback is not None:
+        fallback.reset()
 
 
 @pytest.fixture
