@@ -114,9 +114,9 @@ TEMPLATES: dict[str, Template] = {t.event: t for t in (
         "Dear {name},\n\nWe have received Rs {amount} against bill {bill_number}.\n\nThank you,\n{lab_name}"),
     Template(
         "otp", "lab_login_otp", ("code",),
-        "{#var#} is your OTP to see your reports at {#var#}. It is valid for 10 minutes. Do not share it.",
+        "{#var#} is your OTP to see your reports at {#var#}. It is valid for 5 minutes. Do not share it.",
         ("code", "lab_name"),
-        "Your one-time password", "{code} is your one-time password for {lab_name}. It is valid for 10 minutes.",
+        "Your one-time password", "{code} is your one-time password for {lab_name}. It is valid for 5 minutes.",
         otp_button=True, prefer=("sms", "whatsapp", "email"), secret_fields=("code",)),
 )}
 

@@ -9,6 +9,8 @@ versions must still be current.
 """
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,6 +23,8 @@ from app.models import (CannedComment, CriticalCall, LabTest, Order, OrderTest, 
 from app.models.base import utcnow
 from app.models.result import CALL_RECIPIENTS
 from app.services import ServiceError, calculations, identifiers
+
+log = logging.getLogger(__name__)
 
 # (state, action) -> new state
 TRANSITIONS: dict[tuple[str, str], str] = {
@@ -216,6 +220,14 @@ def verify(order: Order, seen: dict[int, int], *, user: User) -> list[Result]:
         audit.record("result.verified", entity_type="result", entity_id=result.id, before={"status": "entered"},
                      after={"status": "verified", "value_text": result.value_text, "flag": result.flag})
     db.session.flush()  # the version check happens here: a concurrent change raises StaleDataError
+    from app.services import notifications  # a verified critical value also goes to the referring doctor
+    for result in found.values():
+        if result.critical:
+            try:  # queued after commit; the phone call stays the rule, a message never blocks verifying
+                with db.session.begin_nested():
+                    notifications.critical_value(result)
+            except Exception:
+                log.exception("the critical-value message for result %s could not be queued", result.id)
     return list(found.values())
 
 

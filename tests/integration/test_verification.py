@@ -189,3 +189,19 @@ def test_sending_back_an_input_sends_back_what_was_calculated_from_it(lab, facto
     assert fresh.value_text == "220" and fresh.status == "entered"  # recomputed, to be verified again
     with pytest.raises(verification.VerificationRefused, match="calculated from other results"):
         verification.send_back(order, fresh.id, "looks wrong", user=lab["doc"])
+
+
+def test_verifying_a_critical_value_messages_the_referring_doctor(lab, factory, session):
+    from app.models import Notification, Referrer
+
+    doctor = Referrer(org_id=lab["org"].id, name="Dr. Kavita Menon", kind="doctor", phone="+919845012345")
+    session.add(doctor)
+    session.flush()
+    order = factory.order(lab["org"], ["K", "NA"])
+    order.referrer_id = doctor.id
+    session.flush()
+    session.expire(order, ["referrer"])
+    k, na = _enter(order, "K", "7.1"), _enter(order, "NA", "140")
+    verification.verify(order, {k.id: k.version, na.id: na.version}, user=lab["doc"])
+    sent = session.execute(select(Notification.event, Notification.idempotency_key)).all()
+    assert sent == [("critical_value", f"critical:{k.id}:referrer")]  # the sodium is not critical
