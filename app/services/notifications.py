@@ -37,9 +37,8 @@ from typing import Any
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import event as sa_event, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from app import audit
 from app.extensions import db
@@ -50,7 +49,7 @@ from app.integrations.sms import SmsClient, render as render_sms
 from app.models import Notification, Organization, Report, WebhookDelivery, WhatsAppWindow
 from app.models.base import utcnow
 from app.security import use_tenant
-from app.services import ServiceError
+from app.services import ServiceError, jobs
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +154,6 @@ def _choose(template: Template, mobile: str | None, email: str | None) -> tuple[
 
 # ---------------------------------------------------------------- enqueue (caller's transaction)
 
-_PENDING = "lis_notifications_to_queue"
-
-
 def enqueue(event: str, *, key: str, mobile: str | None = None, email: str | None = None,
             payload: dict[str, Any]) -> Notification | None:
     """Add the message for `event` unless one with this idempotency key exists (then return
@@ -182,7 +178,7 @@ def enqueue(event: str, *, key: str, mobile: str | None = None, email: str | Non
     except IntegrityError:  # the same key added at the same moment by another transaction
         return session.execute(select(Notification).where(Notification.idempotency_key == key)).scalar_one()
     if not outbox:
-        session.info.setdefault(_PENDING, []).append(row.id)
+        _after_commit.add(row.id, session())
     return row
 
 
@@ -194,27 +190,8 @@ def _template_name(template: Template, channel: str) -> str:
     return template.event
 
 
-@sa_event.listens_for(Session, "after_commit")
-def _queue_committed(session: Session) -> None:
-    for notification_id in session.info.pop(_PENDING, None) or ():
-        try:
-            queue_job(notification_id)
-        except Exception:  # Redis away: the row stays 'queued' and due; the sweep queues it
-            log.warning("notification %s not queued; the sweep will pick it up", notification_id, exc_info=True)
-
-
-@sa_event.listens_for(Session, "after_soft_rollback")
-def _forget_rolled_back(session: Session, previous_transaction: Any) -> None:
-    if not previous_transaction.nested:
-        session.info.pop(_PENDING, None)
-
-
 def _queue():  # type: ignore[no-untyped-def]
-    from rq import Queue
-
-    from app.extensions import redis_client
-
-    return Queue(QUEUE, connection=redis_client())
+    return jobs.rq_queue(QUEUE)
 
 
 def queue_job(notification_id: int, *, delay: timedelta | None = None) -> None:
@@ -224,6 +201,9 @@ def queue_job(notification_id: int, *, delay: timedelta | None = None) -> None:
         _queue().enqueue_in(delay, JOB, notification_id, **kwargs)
     else:
         _queue().enqueue(JOB, notification_id, **kwargs)
+
+
+_after_commit = jobs.AfterCommit("notifications", queue_job)
 
 
 # ---------------------------------------------------------------- events
@@ -520,7 +500,7 @@ def retry(row: Notification) -> Notification:
     audit.record("notification.retried", entity_type="notification", entity_id=row.id, before=before,
                  after={"status": row.status, "channel": row.channel})
     db.session.flush()
-    db.session.info.setdefault(_PENDING, []).append(row.id)
+    _after_commit.add(row.id)
     return row
 
 

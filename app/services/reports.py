@@ -31,8 +31,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session, joinedload, selectinload, undefer
+from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload, selectinload, undefer
 
 from app import audit
 from app.extensions import db
@@ -40,7 +40,7 @@ from app.formatting import IST
 from app.models import Branch, LabTest, Order, OrderTest, Organization, Patient, Report, Result, Sample, User
 from app.models.base import utcnow
 from app.security import use_tenant
-from app.services import ServiceError, billing, documents, notifications, patients
+from app.services import ServiceError, billing, documents, jobs, notifications, patients
 from app.services import results as results_service
 
 log = logging.getLogger(__name__)
@@ -150,37 +150,13 @@ def request_report(order: Order, *, user: User | None, amendment_reason: str = "
 
 # ---------------------------------------------------------------- queueing after commit
 
-_PENDING = "lis_reports_to_queue"
-
-
 def enqueue_after_commit(report_id: int) -> None:
-    """Queue the render job once the current transaction commits: a job must never look for
-    a row that is not committed yet (or never will be)."""
-    db.session().info.setdefault(_PENDING, []).append(report_id)
-
-
-@event.listens_for(Session, "after_commit")
-def _queue_committed(session: Session) -> None:
-    ids = session.info.pop(_PENDING, None)
-    for report_id in ids or ():
-        try:
-            enqueue(report_id)
-        except Exception:  # Redis away: the row stays 'rendering' and the sweep queues it later
-            log.warning("report %s not queued; the sweep will pick it up", report_id, exc_info=True)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_rolled_back(session: Session, previous_transaction: Any) -> None:
-    if not previous_transaction.nested:
-        session.info.pop(_PENDING, None)
+    """Queue the render job once the current transaction commits (app/services/jobs.py)."""
+    _after_commit.add(report_id)
 
 
 def _queue():  # type: ignore[no-untyped-def]
-    from rq import Queue
-
-    from app.extensions import redis_client
-
-    return Queue(QUEUE, connection=redis_client())
+    return jobs.rq_queue(QUEUE)
 
 
 def job_id(report_id: int) -> str:
@@ -191,6 +167,9 @@ def enqueue(report_id: int) -> None:
     """One job per version (a fixed job id): the sweep can tell a queued job from a lost one."""
     _queue().enqueue(JOB, report_id, job_id=job_id(report_id), job_timeout=JOB_TIMEOUT, result_ttl=3600,
                      failure_ttl=7 * 86400, description=f"render report {report_id}")
+
+
+_after_commit = jobs.AfterCommit("reports", enqueue)
 
 
 def _job_alive(report_id: int) -> bool:
