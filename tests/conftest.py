@@ -83,9 +83,10 @@ def _clean_redis(request):  # type: ignore[no-untyped-def]
 
 
 def _revive_rate_limiter() -> None:
-    """A test that takes Redis away leaves Flask-Limiter on its in-memory fallback, which it
-    leaves only after a growing number of requests; its counters would then carry from test
-    to test. Every test starts on Redis with an empty fallback."""
+    """Flask-Limiter is one object per process and takes the storage of the last app that
+    called init_app (the e2e live app, a test's app with Redis taken away...), so flushing the
+    test database alone can leave counters carrying from test to test. Every test starts with
+    the limiter's storage emptied, off any in-memory fallback, and that fallback emptied."""
     from app.extensions import limiter
 
     limiter._storage_dead = False
@@ -93,6 +94,10 @@ def _revive_rate_limiter() -> None:
     fallback = getattr(limiter, "_fallback_storage", None)
     if fallback is not None:
         fallback.reset()
+    try:
+        limiter.storage.reset()
+    except Exception:  # the storage of a test that took Redis away: nothing to clear there
+        pass
 
 
 @pytest.fixture
