@@ -79,7 +79,10 @@ def record(
     after: dict[str, Any] | None = None,
     org_id: int | None = None,
 ) -> AuditEvent:
-    """Add an audit row to the current transaction. Flushes so the row gets its id."""
+    """Add an audit row to the current transaction. It is written with the transaction's next
+    flush (at the latest its commit), so it commits or rolls back with the change it records;
+    not flushing here lets a busy path (a result save) write it in the same round trip as the
+    rest."""
     ctx = current_context()
     event = AuditEvent(
         org_id=org_id if org_id is not None else ctx.org_id,
@@ -94,7 +97,6 @@ def record(
         request_id=ctx.request_id,
     )
     db.session.add(event)
-    db.session.flush([event])
     return event
 
 

@@ -64,6 +64,7 @@ def run(env: dict[str, str]) -> dict:
         org_id = db.session.query(Organization.id).filter_by(code="demo").scalar()
         accession, grid_rows = _order(app, org_id)
         _, service_rows = _order(app, org_id)
+        warm_accession, warm_rows = _order(app, org_id)
         db.session.remove()
 
     client = app.test_client()
@@ -72,6 +73,12 @@ def run(env: dict[str, str]) -> dict:
     page = client.get(f"/technician/orders/{accession}/results").get_data(as_text=True)
     csrf = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
     headers = {"HX-Request": "true", "X-CSRFToken": csrf}
+    # A running server has compiled its statements and templates long ago: warm this one up
+    # on another order (both paths) before measuring.
+    client.get(f"/technician/orders/{warm_accession}/results")
+    for order_test_id, value in warm_rows[:20]:
+        client.post(f"/technician/orders/{warm_accession}/results/{order_test_id}",
+                    data={"value": value, "comment": ""}, headers=headers)
     grid_ms = []
     for order_test_id, value in grid_rows:
         started = time.perf_counter()
@@ -84,6 +91,9 @@ def run(env: dict[str, str]) -> dict:
     with app.app_context():
         security.use_tenant(db.session, org_id)
         with audit.acting_as(audit.AuditContext(actor_label="system:bench", org_id=org_id)):
+            for order_test_id, value in warm_rows[20:40]:
+                results.save(db.session.get(OrderTest, order_test_id), results.Entry(raw=value), user_id=None)
+                db.session.commit()
             for order_test_id, value in service_rows:
                 started = time.perf_counter()
                 order_test = db.session.get(OrderTest, order_test_id)
