@@ -172,11 +172,15 @@ def release(accession: str):  # type: ignore[no-untyped-def]
     except ServiceError as err:
         db.session.rollback()
         return _section(order, 422, error=f"Not released. {err.message}")
-    response = _section_done(order, f"Released {len(done)} result{'' if len(done) == 1 else 's'}.")
-    if wants_fragment():  # the report versions panel reloads itself on this event
-        body, status = response
-        return body, status, {"HX-Trigger": "report-requested"}
-    return response
+    return _report_requested(_section_done(order, f"Released {len(done)} result{'' if len(done) == 1 else 's'}."))
+
+
+def _report_requested(response):  # type: ignore[no-untyped-def]
+    """A new report version was asked for: the versions panel on the page reloads on this event."""
+    if not wants_fragment():
+        return response
+    body, status = response
+    return body, status, {"HX-Trigger": "report-requested"}
 
 
 @bp.post("/orders/<accession>/results/<int:result_id>/amend", endpoint="amend")
@@ -197,11 +201,7 @@ def amend(accession: str, result_id: int):  # type: ignore[no-untyped-def]
         db.session.rollback()
         return _row(order, order_test_id, 422, errors={err.field if err.field in values else "form": [err.message]},
                     values=values, open="amend")
-    response = _row_done(order, order_test_id, "Amended: a new version of the report is being made.")
-    if wants_fragment():
-        body, status = response
-        return body, status, {"HX-Trigger": "report-requested"}
-    return response
+    return _report_requested(_row_done(order, order_test_id, "Amended: a new version of the report is being made."))
 
 
 @bp.post("/orders/<accession>/results/<int:result_id>/send-back", endpoint="send_back")
