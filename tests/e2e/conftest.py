@@ -176,3 +176,40 @@ def login(role_pages):  # type: ignore[no-untyped-def]
         page.locator("nav[aria-label=Main]").wait_for()
 
     return _login
+
+
+@pytest.fixture
+def demo_lab(live_app):  # type: ignore[no-untyped-def]
+    """Run `fn(org, branch)` inside the e2e app as the demo lab (tenant and audit actor set),
+    commit, and return what it returns: how the browser tests set up orders and results."""
+    def run(fn):  # type: ignore[no-untyped-def]
+        from sqlalchemy import select
+
+        from app import audit, security
+        from app.extensions import db
+        from app.models import Organization
+        from app.services.seed import DEMO_ORG_CODE
+
+        with live_app.app_context():
+            org = db.session.execute(select(Organization).where(Organization.code == DEMO_ORG_CODE)).scalar_one()
+            security.use_tenant(db.session, org.id)
+            try:
+                with audit.acting_as(audit.AuditContext(actor_label="test", org_id=org.id)):
+                    value = fn(org, org.branches[0])
+                    db.session.commit()
+                    return value
+            finally:
+                db.session.remove()
+
+    return run
+
+
+def register_and_order(branch, patient: dict, codes: list[str], *, priority: str = "routine"):  # type: ignore[no-untyped-def]
+    """A demo patient and an order through the reception services."""
+    from app.services import orders, patients
+
+    registered = patients.register({"pin_code": "560038", "state_code": "29", **patient}, branch_id=branch.id,
+                                   created_by_id=None, confirm_new=True)
+    order, _ = orders.create_order(registered, branch, orders.OrderRequest(codes=codes, priority=priority),
+                                   created_by_id=None, discount_limit_percent=0)
+    return order

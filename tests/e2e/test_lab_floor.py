@@ -9,36 +9,21 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import register_and_order
+
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def lipid_order(live_app):  # type: ignore[no-untyped-def]
+def lipid_order(demo_lab):  # type: ignore[no-untyped-def]
     """A lipid profile and fasting glucose for an adult man: two tubes (plain and fluoride)."""
-    from sqlalchemy import select
+    def make(org, branch):  # type: ignore[no-untyped-def]
+        order = register_and_order(branch, {"name": "Girish Kulkarni", "sex": "male", "dob": "1971-08-15",
+                                            "mobile": "9448012345"}, ["LIPID", "GLUF"])
+        return {"accession": order.accession, "barcodes": {s.container: s.barcode for s in order.samples},
+                "rows": {ot.test.code: ot.id for ot in order.tests}}
 
-    from app import audit, security
-    from app.extensions import db
-    from app.models import Organization
-    from app.services import orders, patients
-    from app.services.seed import DEMO_ORG_CODE
-
-    with live_app.app_context():
-        org = db.session.execute(select(Organization).where(Organization.code == DEMO_ORG_CODE)).scalar_one()
-        security.use_tenant(db.session, org.id)
-        with audit.acting_as(audit.AuditContext(actor_label="test", org_id=org.id)):
-            branch = org.branches[0]
-            patient = patients.register({"name": "Girish Kulkarni", "sex": "male", "dob": "1971-08-15",
-                                         "mobile": "9448012345", "pin_code": "560038", "state_code": "29"},
-                                        branch_id=branch.id, created_by_id=None, confirm_new=True)
-            order, _ = orders.create_order(patient, branch, orders.OrderRequest(codes=["LIPID", "GLUF"]),
-                                           created_by_id=None, discount_limit_percent=0)
-            db.session.commit()
-            info = {"accession": order.accession,
-                    "barcodes": {s.container: s.barcode for s in order.samples},
-                    "rows": {ot.test.code: ot.id for ot in order.tests}}
-        db.session.remove()
-    return info
+    return demo_lab(make)
 
 
 def test_technician_scans_tubes_and_enters_results_with_the_keyboard(page, login, lipid_order):

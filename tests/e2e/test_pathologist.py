@@ -9,41 +9,30 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import register_and_order
+
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def critical_order(live_app):  # type: ignore[no-untyped-def]
+def critical_order(demo_lab):  # type: ignore[no-untyped-def]
     """Potassium 7.1 (critical high) and sodium 140 on one received serum tube, entered by a technician."""
-    from sqlalchemy import select
+    from app.services import canned_comments, results, samples
 
-    from app import audit, security
-    from app.extensions import db
-    from app.models import Organization
-    from app.services import canned_comments, orders, patients, results, samples
-    from app.services.seed import DEMO_ORG_CODE
+    def make(org, branch):  # type: ignore[no-untyped-def]
+        order = register_and_order(branch, {"name": "Shankar Hegde", "sex": "male", "dob": "1958-03-09",
+                                            "mobile": "9448012399", "pin_code": "560004"}, ["K", "NA"],
+                                   priority="stat")
+        for sample in order.samples:
+            samples.receive(sample, user_id=None)
+        by_code = {ot.test.code: ot for ot in order.tests}
+        k = results.save(by_code["K"], results.Entry(raw="7.1"), user_id=None)
+        results.save(by_code["NA"], results.Entry(raw="140"), user_id=None)
+        canned_comments.create({"code": "E2E-HYPERK", "test_id": by_code["K"].test_id, "active": True,
+                                "text": "Exclude haemolysis; repeat on a fresh sample if unexpected."})
+        return {"accession": order.accession, "k_row": f"r-{by_code['K'].id}", "k_result": k.id}
 
-    with live_app.app_context():
-        org = db.session.execute(select(Organization).where(Organization.code == DEMO_ORG_CODE)).scalar_one()
-        security.use_tenant(db.session, org.id)
-        with audit.acting_as(audit.AuditContext(actor_label="test", org_id=org.id)):
-            branch = org.branches[0]
-            patient = patients.register({"name": "Shankar Hegde", "sex": "male", "dob": "1958-03-09",
-                                         "mobile": "9448012399", "pin_code": "560004", "state_code": "29"},
-                                        branch_id=branch.id, created_by_id=None, confirm_new=True)
-            order, _ = orders.create_order(patient, branch, orders.OrderRequest(codes=["K", "NA"], priority="stat"),
-                                           created_by_id=None, discount_limit_percent=0)
-            for sample in order.samples:
-                samples.receive(sample, user_id=None)
-            by_code = {ot.test.code: ot for ot in order.tests}
-            k = results.save(by_code["K"], results.Entry(raw="7.1"), user_id=None)
-            results.save(by_code["NA"], results.Entry(raw="140"), user_id=None)
-            canned_comments.create({"code": "E2E-HYPERK", "test_id": by_code["K"].test_id, "active": True,
-                                    "text": "Exclude haemolysis; repeat on a fresh sample if unexpected."})
-            db.session.commit()
-            info = {"accession": order.accession, "k_row": f"r-{by_code['K'].id}", "k_result": k.id}
-        db.session.remove()
-    return info
+    return demo_lab(make)
 
 
 def test_pathologist_reviews_calls_verifies_and_releases(page, login, critical_order):
