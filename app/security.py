@@ -131,6 +131,18 @@ def _stamp_tenant(session: Session, _ctx: Any, _instances: Any) -> None:
             raise CrossTenantWrite(f"{type(obj).__name__} of org {obj.org_id} written from org {org_id}")
 
 
+def tenant_of_row(session: Session | Any, model: Any, row_id: int) -> int | None:
+    """For a job that is given only a row id: the row's organization (read across tenants),
+    with the session then scoped to it; None (and no tenant) when the row does not exist."""
+    use_tenant(session, None)
+    org_id = session.execute(select(model.org_id).where(model.id == row_id)
+                             .execution_options(all_tenants=True)).scalar_one_or_none()
+    session.rollback()
+    if org_id is not None:
+        use_tenant(session, org_id)
+    return org_id
+
+
 def get_or_404(model: type[M], **filters: Any) -> M:
     """Load one row by its natural key or id, within the current organization, or 404."""
     stmt = select(model).filter_by(**filters)

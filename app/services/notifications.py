@@ -48,7 +48,7 @@ from app.integrations.email import EmailClient
 from app.integrations.sms import SmsClient, render as render_sms
 from app.models import Notification, Organization, Report, WebhookDelivery, WhatsAppWindow
 from app.models.base import utcnow
-from app.security import use_tenant
+from app.security import tenant_of_row, use_tenant
 from app.services import ServiceError, jobs
 
 log = logging.getLogger(__name__)
@@ -320,13 +320,9 @@ def deliver(notification_id: int) -> str:
     'retry', 'failed', 'outbox', or why nothing was done ('busy', 'not-due', 'missing', or
     the row's status when it is no longer queued)."""
     session = db.session
-    use_tenant(session, None)
-    org_id = session.execute(select(Notification.org_id).where(Notification.id == notification_id)
-                             .execution_options(all_tenants=True)).scalar_one_or_none()
-    session.rollback()
+    org_id = tenant_of_row(session, Notification, notification_id)
     if org_id is None:
         return "missing"
-    use_tenant(session, org_id)
     with audit.acting_as(audit.AuditContext(actor_label="system:notify", org_id=org_id)):
         row = _locked(notification_id)
         if row is None:

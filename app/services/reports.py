@@ -39,7 +39,7 @@ from app.extensions import db
 from app.formatting import IST
 from app.models import Branch, LabTest, Order, OrderTest, Organization, Patient, Report, Result, Sample, User
 from app.models.base import utcnow
-from app.security import use_tenant
+from app.security import tenant_of_row, use_tenant
 from app.services import ServiceError, billing, documents, jobs, notifications, patients
 from app.services import results as results_service
 
@@ -190,13 +190,9 @@ def render_report(report_id: int) -> str:
     once: the row is locked while rendering (SKIP LOCKED: a second job leaves at once), and a
     version that is no longer 'rendering' is left alone. Returns what happened."""
     session = db.session
-    use_tenant(session, None)
-    org_id = session.execute(select(Report.org_id).where(Report.id == report_id)
-                             .execution_options(all_tenants=True)).scalar_one_or_none()
-    session.rollback()
+    org_id = tenant_of_row(session, Report, report_id)
     if org_id is None:
         return "missing"
-    use_tenant(session, org_id)
     with audit.acting_as(audit.AuditContext(actor_label="system:reports", org_id=org_id)):
         # Count the attempt in a transaction of its own, so a worker killed while rendering
         # (out of memory, a timeout) still leaves a trace the sweep can act on.
