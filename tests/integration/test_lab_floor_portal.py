@@ -84,10 +84,7 @@ def current(session, order: Order, code: str) -> Result | None:
 def lab(client, auth, factory, session):
     """A lab with the standard catalogue (intervals, calculated tests) and a technician logged in."""
     org = factory.org()
-    security.use_tenant(session, org.id)
-    with as_test_actor(org):
-        catalogue_seed.load_standard_catalogue(org.id)
-    session.commit()
+    factory.standard_catalogue(org)
     tech = factory.user(org, "technician", branch=org.branches[0])
     auth.login(tech.username, PASSWORD)
     return {"org": org, "tech": tech}

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app import audit, security
 from app.models import AuditEvent, CannedComment, CriticalCall, LabTest, Order, Result, Sample
-from app.services import canned_comments, catalogue_seed, results
+from app.services import canned_comments, results
 from tests.factories import PASSWORD
 
 HTMX = {"HX-Request": "true"}
@@ -42,10 +42,7 @@ def as_test_actor(org):  # type: ignore[no-untyped-def]
 def lab(client, auth, factory, session):
     """The standard catalogue, a technician, and a pathologist who is logged in."""
     org = factory.org()
-    security.use_tenant(session, org.id)
-    with as_test_actor(org):
-        catalogue_seed.load_standard_catalogue(org.id)
-    session.commit()
+    factory.standard_catalogue(org)
     tech = factory.user(org, "technician")
     doc = factory.user(org, "pathologist")
     auth.login(doc.username, PASSWORD)

@@ -183,6 +183,24 @@ def _report_requested(response):  # type: ignore[no-untyped-def]
     return body, status, {"HX-Trigger": "report-requested"}
 
 
+def _row_action(order: Order, order_test_id: int, act: Any, *, values: dict[str, Any], open_: str,
+                default_field: str = "form"):  # type: ignore[no-untyped-def]
+    """Run one result's action and commit; on refusal, that result's rows again with the
+    message on its field and what was typed kept (422), or 409 when someone changed it meanwhile.
+    Returns None when it succeeded."""
+    try:
+        act()
+        db.session.commit()
+    except StaleDataError:
+        db.session.rollback()
+        return _row(order, order_test_id, 409, errors={"form": [STALE]})
+    except ServiceError as err:
+        db.session.rollback()
+        field = err.field if err.field in values else default_field
+        return _row(order, order_test_id, 422, errors={field: [err.message]}, values=values, open=open_)
+    return None
+
+
 @bp.post("/orders/<accession>/results/<int:result_id>/amend", endpoint="amend")
 def amend(accession: str, result_id: int):  # type: ignore[no-untyped-def]
     """Change a released result: a new version of the result and of the report (the service
@@ -191,17 +209,10 @@ def amend(accession: str, result_id: int):  # type: ignore[no-untyped-def]
     result = _result_or_404(order, result_id)
     order_test_id = result.order_test_id
     values = {"value": request.form.get("value", "")[:400], "reason": request.form.get("reason", "")[:400]}
-    try:
-        reports.amend(result, values["value"], values["reason"], user=_user())
-        db.session.commit()
-    except StaleDataError:
-        db.session.rollback()
-        return _row(order, order_test_id, 409, errors={"form": [STALE]})
-    except ServiceError as err:
-        db.session.rollback()
-        return _row(order, order_test_id, 422, errors={err.field if err.field in values else "form": [err.message]},
-                    values=values, open="amend")
-    return _report_requested(_row_done(order, order_test_id, "Amended: a new version of the report is being made."))
+    refused = _row_action(order, order_test_id, lambda: reports.amend(result, values["value"], values["reason"],
+                                                                      user=_user()), values=values, open_="amend")
+    return refused or _report_requested(_row_done(order, order_test_id,
+                                                  "Amended: a new version of the report is being made."))
 
 
 @bp.post("/orders/<accession>/results/<int:result_id>/send-back", endpoint="send_back")
@@ -209,18 +220,11 @@ def send_back(accession: str, result_id: int):  # type: ignore[no-untyped-def]
     order = _order_or_404(accession)
     result = _result_or_404(order, result_id)
     order_test_id, name = result.order_test_id, result.order_test.test.name
-    reason = request.form.get("reason", "")[:400]
-    try:
-        verification.send_back(order, result.id, reason, user=_user())
-        db.session.commit()
-    except StaleDataError:
-        db.session.rollback()
-        return _row(order, order_test_id, 409, errors={"form": [STALE]})
-    except ServiceError as err:
-        db.session.rollback()
-        return _row(order, order_test_id, 422, errors={err.field or "form": [err.message]},
-                    values={"reason": reason}, open="send_back")
-    return _row_done(order, order_test_id, f"{name} sent back for a rerun.")
+    values = {"reason": request.form.get("reason", "")[:400]}
+    refused = _row_action(order, order_test_id,
+                          lambda: verification.send_back(order, result.id, values["reason"], user=_user()),
+                          values=values, open_="send_back")
+    return refused or _row_done(order, order_test_id, f"{name} sent back for a rerun.")
 
 
 @bp.post("/orders/<accession>/results/<int:result_id>/calls", endpoint="record_call")
@@ -228,19 +232,14 @@ def record_call(accession: str, result_id: int):  # type: ignore[no-untyped-def]
     order = _order_or_404(accession)
     result = _result_or_404(order, result_id)
     order_test_id = result.order_test_id
-    values = {name: request.form.get(name, "")[:400] for name in ("recipient_kind", "recipient_name", "phone", "note")}
-    read_back = request.form.get("read_back", "").lower() in READ_BACK_VALUES
-    try:
-        verification.record_call(result, recipient_kind=values["recipient_kind"],
-                                 recipient_name=values["recipient_name"], phone=values["phone"][:32],
-                                 read_back=read_back, note=values["note"], user=_user())
-        db.session.commit()
-    except ServiceError as err:
-        db.session.rollback()
-        field = err.field if err.field in values or err.field == "read_back" else "form"
-        return _row(order, order_test_id, 422, errors={field: [err.message]},
-                    values={**values, "read_back": read_back}, open="call")
-    return _row_done(order, order_test_id, "Call recorded.")
+    values: dict[str, Any] = {name: request.form.get(name, "")[:400]
+                              for name in ("recipient_kind", "recipient_name", "phone", "note")}
+    values["read_back"] = request.form.get("read_back", "").lower() in READ_BACK_VALUES
+    refused = _row_action(order, order_test_id, lambda: verification.record_call(
+        result, recipient_kind=values["recipient_kind"], recipient_name=values["recipient_name"],
+        phone=values["phone"][:32], read_back=values["read_back"], note=values["note"], user=_user()),
+        values=values, open_="call")
+    return refused or _row_done(order, order_test_id, "Call recorded.")
 
 
 @bp.post("/orders/<accession>/results/<int:result_id>/interpretation", endpoint="interpretation")
@@ -249,17 +248,9 @@ def interpretation(accession: str, result_id: int):  # type: ignore[no-untyped-d
     result = _result_or_404(order, result_id)
     order_test_id = result.order_test_id
     text = _with_canned(request.form.get("interpretation", "")[:4000], request.form.get("canned"), result.test_id)
-    try:
-        verification.set_interpretation(result, text, user=_user())
-        db.session.commit()
-    except StaleDataError:
-        db.session.rollback()
-        return _row(order, order_test_id, 409, errors={"form": [STALE]})
-    except ServiceError as err:
-        db.session.rollback()
-        return _row(order, order_test_id, 422, errors={"interpretation": [err.message]},
-                    values={"interpretation": text}, open="interpretation")
-    return _row_done(order, order_test_id, "Comment saved." if text.strip() else "Comment removed.")
+    refused = _row_action(order, order_test_id, lambda: verification.set_interpretation(result, text, user=_user()),
+                          values={"interpretation": text}, open_="interpretation", default_field="interpretation")
+    return refused or _row_done(order, order_test_id, "Comment saved." if text.strip() else "Comment removed.")
 
 
 @bp.get("/orders/<accession>/results/<int:result_id>/interpretation", endpoint="canned_fill")
