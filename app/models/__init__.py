@@ -1,7 +1,11 @@
 """All models, imported here so Alembic and the app see the whole schema."""
 from app.models.audit import AuditEvent
 from app.models.base import Base, TenantScoped
-from app.models.billing import Bill, BillLine, DocumentCounter, Payment
+from app.models.billing import (Advance, Bill, BillLine, ClientReceipt, CreditNote, DayClosing, DocumentCounter,
+                                Payment, PaymentLink, Refund)
+from app.models.einvoice import EInvoice
+from app.models.gateway import BillingException, GatewayEvent, GatewayPayment
+from app.models.reconciliation import BankMapping, StatementImport, StatementLine
 from app.models.instrument import Instrument, InstrumentCode, InstrumentMessage, UnmatchedResult
 from app.models.catalogue import (Client, Department, LabTest, Panel, PanelItem, PriceList, PriceListItem,
                                   ReferenceInterval, Referrer)
@@ -15,6 +19,8 @@ from app.models.result import CannedComment, CriticalCall, Result
 from app.models.user import ApiToken, Role, User
 
 __all__ = [
+    "Advance", "BankMapping", "BillingException", "ClientReceipt", "CreditNote", "DayClosing", "EInvoice",
+    "GatewayEvent", "GatewayPayment", "PaymentLink", "Refund", "StatementImport", "StatementLine",
     "ApiToken", "AuditEvent", "CannedComment", "CriticalCall", "Base", "Bill", "BillLine", "Branch", "Client", "Department", "DocumentCounter", "Instrument",
     "InstrumentCode", "InstrumentMessage", "Result", "UnmatchedResult",
     "LabTest", "NameWord", "Notification", "WebhookDelivery", "WhatsAppWindow", "Order", "OrderItem", "OrderTest", "Organization", "Panel", "PanelItem", "Patient",

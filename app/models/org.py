@@ -35,6 +35,13 @@ class Organization(Timestamped, Base):
     # NABL ULR layout, optional (india.md §5.2: layout unverified, so the lab configures it):
     # a run of '#' is replaced by the zero-padded running number, e.g. "TC1234261########F".
     ulr_pattern: Mapped[str | None] = mapped_column(String(32))
+    # GST e-invoicing (india.md §1.5): required when aggregate turnover in any FY since 2017-18
+    # exceeds Rs 5 crore (Notification 10/2023-CT). The lab switches it on; the turnover is kept
+    # so the settings page can say whether it must.
+    einvoice_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    aggregate_turnover_paise: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Refunds above this need a second person's approval (admin may approve up to any amount).
+    refund_approval_limit_paise: Mapped[int] = mapped_column(BigInteger, default=200000, server_default="200000")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
     branches: Mapped[list["Branch"]] = relationship(back_populates="organization", order_by="Branch.code")
