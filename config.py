@@ -133,6 +133,21 @@ class Config:
     LIS_NOTIFY_TIMEOUT = 15  # seconds per provider request
     LIS_PATIENT_LINK_DAYS = 7  # how long a signed report link in an SMS stays valid
     LIS_WEBHOOK_RATE_LIMIT = "600 per minute"
+    # Razorpay (india.md §3.3). Empty keys = gateway not configured: the billing pages say so
+    # and no link can be made. The API base is a setting so tests and staging can point the
+    # official SDK at a local server.
+    RAZORPAY_API_BASE = "https://api.razorpay.com"
+    RAZORPAY_KEY_ID = ""
+    RAZORPAY_KEY_SECRET = ""
+    RAZORPAY_WEBHOOK_SECRET = ""
+    # GST e-invoicing through an IRP or GSP (india.md §1). Credentials are the GSP/IRP API user.
+    IRP_API_BASE = "https://einv-apisandbox.nic.in"
+    IRP_CLIENT_ID = ""
+    IRP_CLIENT_SECRET = ""
+    IRP_USERNAME = ""
+    IRP_PASSWORD = ""
+    IRP_GSTIN = ""  # the GSTIN the API user is registered for (defaults to the organization's)
+    LIS_PROVIDER_TIMEOUT = 20  # seconds per gateway / IRP request
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -183,6 +198,12 @@ class Config:
         cfg.LIS_SMTP_STARTTLS = _bool(env.get("LIS_SMTP_STARTTLS"), True)
         cfg.LIS_NOTIFY_TIMEOUT = int(env.get("LIS_NOTIFY_TIMEOUT", cls.LIS_NOTIFY_TIMEOUT))
         cfg.LIS_PATIENT_LINK_DAYS = int(env.get("LIS_PATIENT_LINK_DAYS", cls.LIS_PATIENT_LINK_DAYS))
+        for name in ("RAZORPAY_KEY_ID", "RAZORPAY_KEY_SECRET", "RAZORPAY_WEBHOOK_SECRET", "IRP_CLIENT_ID",
+                     "IRP_CLIENT_SECRET", "IRP_USERNAME", "IRP_PASSWORD", "IRP_GSTIN"):
+            setattr(cfg, name, env.get(name, getattr(cls, name)))
+        cfg.RAZORPAY_API_BASE = env.get("RAZORPAY_API_BASE", cls.RAZORPAY_API_BASE).rstrip("/")
+        cfg.IRP_API_BASE = env.get("IRP_API_BASE", cls.IRP_API_BASE).rstrip("/")
+        cfg.LIS_PROVIDER_TIMEOUT = int(env.get("LIS_PROVIDER_TIMEOUT", cls.LIS_PROVIDER_TIMEOUT))
         pool = int(env.get("LIS_DB_POOL_SIZE", "5"))
         cfg.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": pool, "max_overflow": pool,
                                          "hide_parameters": True}

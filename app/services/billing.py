@@ -159,15 +159,59 @@ def bills_for_order(order: Order, branch: Branch, org: Organization) -> list[Bil
 
 # --- payments -----------------------------------------------------------------------
 
-PAYMENT_MODES = ("cash", "card", "upi")
+COUNTER_MODES = ("cash", "card", "upi")  # taken at a desk; gateway, NEFT/cheque and advance have their own paths
+PAYMENT_MODES = COUNTER_MODES
 
 
 class PaymentInvalid(ServiceError):
     pass
 
 
+def lock_bill(bill_id: int) -> Bill:
+    """The bill row, locked until the transaction ends, and fresh from the database: every
+    change of paid/credited amounts goes through this, so concurrent clerks, webhooks and
+    receipts are serialized per bill and never apply money past what is due."""
+    locked = db.session.execute(select(Bill).where(Bill.id == bill_id).with_for_update()).scalar_one()
+    db.session.refresh(locked)
+    return locked
+
+
+def settle_status(bill: Bill) -> None:
+    if bill.status == "cancelled":
+        return
+    if bill.due_paise == 0:
+        bill.status = "paid"
+    elif bill.paid_paise > 0:
+        bill.status = "partly_paid"
+    else:
+        bill.status = "open"
+
+
+def apply_payment(locked: Bill, *, mode: str, amount_paise: int, notify: bool = True, **fields) -> Payment:
+    """Add a payment to a bill already locked by lock_bill() and checked by the caller: the
+    one place paid_paise grows. Audited; the patient's receipt message is queued."""
+    if amount_paise <= 0 or amount_paise > locked.due_paise:
+        raise PaymentInvalid(f"That is more than the amount due ({locked.due_paise / 100:.2f}).", field="amount")
+    fields.setdefault("branch_id", locked.branch_id)
+    fields.setdefault("received_at", datetime.now(timezone.utc))
+    payment = Payment(bill_id=locked.id, mode=mode, amount_paise=amount_paise, **fields)
+    db.session.add(payment)
+    before = {"paid_paise": locked.paid_paise, "status": locked.status}
+    locked.paid_paise += amount_paise
+    settle_status(locked)
+    db.session.flush()
+    audit.record("payment.received", entity_type="bill", entity_id=locked.number, before=before,
+                 after={"paid_paise": locked.paid_paise, "status": locked.status, "mode": mode,
+                        "amount_paise": amount_paise, "payment_id": payment.id,
+                        "reference": payment.reference or payment.gateway_payment_id})
+    if notify:
+        notifications.payment_received(payment)  # the patient's receipt message, queued after commit
+    return payment
+
+
 def record_payment(bill: Bill, *, mode: str, amount_paise: int, reference: str | None,
-                   received_by_id: int | None, idempotency_key: str | None = None) -> Payment:
+                   received_by_id: int | None, idempotency_key: str | None = None,
+                   counter: str = "main") -> Payment:
     """Take a counter payment. The bill row is locked, so two clerks (or a double click)
     cannot both apply a payment past the amount due; a repeated idempotency key returns
     the payment already taken."""
@@ -176,11 +220,10 @@ def record_payment(bill: Bill, *, mode: str, amount_paise: int, reference: str |
             select(Payment).where(Payment.idempotency_key == idempotency_key)).scalar_one_or_none()
         if existing is not None:
             return existing
-    locked = db.session.execute(select(Bill).where(Bill.id == bill.id).with_for_update()).scalar_one()
-    db.session.refresh(locked)
+    locked = lock_bill(bill.id)
     if locked.status == "cancelled":
         raise PaymentInvalid("This bill is cancelled.", field="amount")
-    if mode not in PAYMENT_MODES:
+    if mode not in COUNTER_MODES:
         raise PaymentInvalid("Choose cash, card or UPI.", field="mode")
     if amount_paise <= 0:
         raise PaymentInvalid("Enter an amount above zero.", field="amount")
@@ -189,24 +232,16 @@ def record_payment(bill: Bill, *, mode: str, amount_paise: int, reference: str |
     reference = (reference or "").strip() or None
     if mode == "card" and not reference:
         raise PaymentInvalid("Enter the card terminal's reference (approval code).", field="reference")
+    rrn = None
     if mode == "upi":
         # The 12-digit UTR/RRN the patient's UPI app shows (india.md §3.2); it is what
         # reconciliation matches against the bank statement.
         if not reference or not reference.isdigit() or len(reference) != 12:
             raise PaymentInvalid("Enter the 12-digit UPI reference (UTR) from the payer's app.", field="reference")
-    payment = Payment(bill_id=locked.id, mode=mode, amount_paise=amount_paise, reference=reference,
-                      received_by_id=received_by_id, idempotency_key=idempotency_key,
-                      received_at=datetime.now(timezone.utc))
-    db.session.add(payment)
-    before = {"paid_paise": locked.paid_paise, "status": locked.status}
-    locked.paid_paise += amount_paise
-    locked.status = "paid" if locked.paid_paise >= locked.total_paise else "partly_paid"
-    db.session.flush()
-    audit.record("payment.received", entity_type="bill", entity_id=locked.number, before=before,
-                 after={"paid_paise": locked.paid_paise, "status": locked.status, "mode": mode,
-                        "amount_paise": amount_paise, "payment_id": payment.id})
-    notifications.payment_received(payment)  # the patient's receipt message, queued after commit
-    return payment
+        rrn = reference
+    return apply_payment(locked, mode=mode, amount_paise=amount_paise, reference=reference, rrn=rrn,
+                         received_by_id=received_by_id, idempotency_key=idempotency_key,
+                         counter=(counter or "main")[:32])
 
 
 def bill_by_number(number: str) -> Bill | None:

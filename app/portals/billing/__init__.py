@@ -7,4 +7,5 @@ from app.security import role_guard
 bp = Blueprint("billing", __name__, url_prefix="/billing")
 bp.before_request(role_guard([Role.BILLING]))
 
+# One module per area of the back office.
 from app.portals.billing import routes  # noqa: E402,F401
