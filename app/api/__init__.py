@@ -11,4 +11,4 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Token auth, never cookies: CSRF does not apply, and a browser session cannot call the API.
 csrf.exempt(bp)
 
-from app.api import auth, laboratory, reception, reports, routes  # noqa: E402,F401  (routes attach to bp)
+from app.api import auth, billing, laboratory, reception, reports, routes  # noqa: E402,F401  (routes attach to bp)

@@ -8,4 +8,5 @@ bp = Blueprint("billing", __name__, url_prefix="/billing")
 bp.before_request(role_guard([Role.BILLING]))
 
 # One module per area of the back office.
-from app.portals.billing import routes  # noqa: E402,F401
+from app.portals.billing import (accounts_views, einvoice_views, gateway_views,  # noqa: E402,F401
+                                 reconciliation_views, refund_views, routes)

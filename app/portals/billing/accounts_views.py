@@ -1,0 +1,2 @@
+"""Billing portal: accounts_views (routes attach to the billing blueprint)."""
+from app.portals.billing import bp  # noqa: F401
