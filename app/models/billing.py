@@ -149,6 +149,7 @@ class Payment(TenantScoped, Base):
     client_receipt_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("client_receipt.id"))
 
     bill: Mapped[Bill] = relationship(back_populates="payments")
+    received_by: Mapped["User | None"] = relationship(foreign_keys=[received_by_id])  # noqa: F821
 
 
 class PaymentLink(TenantScoped, Base):

@@ -12,7 +12,7 @@ from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from app import audit
 from app.extensions import db
@@ -246,3 +246,68 @@ def record_payment(bill: Bill, *, mode: str, amount_paise: int, reference: str |
 
 def bill_by_number(number: str) -> Bill | None:
     return db.session.execute(select(Bill).where(Bill.number == number).order_by(Bill.id.desc())).scalars().first()
+
+
+# --- the billing portal's bill list ----------------------------------------------------
+
+BILL_STATUSES = ("open", "partly_paid", "paid", "cancelled")
+
+
+@dataclass
+class BillFilter:
+    q: str = ""  # bill number, patient or client name (prefix)
+    status: str = ""
+    doc_type: str = ""
+    branch_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    on_account: bool | None = None
+    limit: int = 100
+
+
+def search_bills(f: BillFilter) -> list[Bill]:
+    """Bills for the clerk's list, newest first. The number is matched as a prefix (also
+    without the branch code), names as a case-insensitive prefix."""
+    stmt = select(Bill).order_by(Bill.bill_date.desc(), Bill.id.desc()).limit(min(max(f.limit, 1), 500))
+    q = (f.q or "").strip()
+    if q:
+        upper = q.upper()
+        stmt = stmt.where((Bill.number.startswith(upper, autoescape=True))
+                          | (Bill.number.contains("/" + upper, autoescape=True))
+                          | (Bill.recipient_name.istartswith(q, autoescape=True)))
+    if f.status in BILL_STATUSES:
+        stmt = stmt.where(Bill.status == f.status)
+    elif f.status == "due":
+        stmt = stmt.where(Bill.status.in_(("open", "partly_paid")))
+    if f.doc_type in DOCUMENT_TYPES_SHOWN:
+        stmt = stmt.where(Bill.doc_type == f.doc_type)
+    if f.branch_id:
+        stmt = stmt.where(Bill.branch_id == f.branch_id)
+    if f.date_from:
+        stmt = stmt.where(Bill.bill_date >= f.date_from)
+    if f.date_to:
+        stmt = stmt.where(Bill.bill_date <= f.date_to)
+    if f.on_account is not None:
+        stmt = stmt.where(Bill.on_account.is_(f.on_account))
+    return list(db.session.execute(stmt).scalars())
+
+
+DOCUMENT_TYPES_SHOWN = {"bill_of_supply": "Bill of supply", "tax_invoice": "Tax invoice"}
+
+
+def collections_today(branch_id: int | None = None) -> dict[str, int]:
+    """Paise taken today (IST) by mode: the billing home page's first figures."""
+    start = datetime.combine(today_in_india(), datetime.min.time(), tzinfo=IST)
+    stmt = (select(Payment.mode, func.coalesce(func.sum(Payment.amount_paise), 0))
+            .where(Payment.received_at >= start).group_by(Payment.mode))
+    if branch_id:
+        stmt = stmt.where(Payment.branch_id == branch_id)
+    return {mode: int(total) for mode, total in db.session.execute(stmt)}
+
+
+def dues_summary() -> tuple[int, int]:
+    """How many bills have money due, and how much (paise)."""
+    count, total = db.session.execute(
+        select(func.count(Bill.id), func.coalesce(func.sum(Bill.total_paise - Bill.credited_paise - Bill.paid_paise), 0))
+        .where(Bill.status.in_(("open", "partly_paid")))).one()
+    return int(count), int(total)

@@ -68,5 +68,5 @@ def resolve(exception: BillingException, *, resolution: str, note: str, actor_id
 
 
 def open_count() -> int:
-    return db.session.execute(select(func.count()).select_from(BillingException)
+    return db.session.execute(select(func.count(BillingException.id))
                               .where(BillingException.status == "open")).scalar_one()

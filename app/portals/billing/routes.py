@@ -1,11 +1,94 @@
-from flask import render_template
-from flask_login import current_user
+"""Billing portal: the clerk's home page, the bill list and a bill's page (documents, payments
+and, from the other back-office modules, links, refunds, credit notes and e-invoice panels)."""
+from __future__ import annotations
 
+import uuid
+from datetime import date
+
+from flask import abort, current_app, flash, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.formatting import parse_rupees
+from app.models import Branch, EInvoice, Organization, Refund
+from app.portals import page_after_post, page_or_fragment
 from app.portals.billing import bp
-from app.services import dashboard
+from app.services import billing, billing_exceptions, documents
+
+
+def _date_arg(name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None
 
 
 @bp.get("/", endpoint="dashboard")
 def dashboard_view():  # type: ignore[no-untyped-def]
-    return render_template("portal/dashboard.html", title="Billing",
-                           summary=dashboard.staff_summary(current_user))
+    due_count, due_total = billing.dues_summary()
+    attention = {
+        "exceptions": billing_exceptions.open_count(),
+        "refund_approvals": db.session.execute(
+            select(func.count(Refund.id)).where(Refund.status == "pending_approval")).scalar_one(),
+        "einvoice_problems": db.session.execute(
+            select(func.count(EInvoice.id)).where(EInvoice.status.in_(("rejected", "retrying")))).scalar_one(),
+    }
+    collected = billing.collections_today(current_user.branch_id)
+    return render_template("billing/home.html", collected=collected, collected_total=sum(collected.values()),
+                           due_count=due_count, due_total=due_total, attention=attention,
+                           endpoints=current_app.view_functions)
+
+
+@bp.get("/bills", endpoint="bills")
+def bills_view():  # type: ignore[no-untyped-def]
+    on_account = {"yes": True, "no": False}.get(request.args.get("on_account", ""))
+    filters = billing.BillFilter(q=request.args.get("q", "")[:60], status=request.args.get("status", ""),
+                                 doc_type=request.args.get("doc_type", ""),
+                                 branch_id=request.args.get("branch_id", type=int), date_from=_date_arg("from"),
+                                 date_to=_date_arg("to"), on_account=on_account)
+    bills = billing.search_bills(filters)
+    branches = db.session.execute(select(Branch).order_by(Branch.code)).scalars().all()
+    return render_template(page_or_fragment("billing/bills.html", "billing/_bill_rows.html"), bills=bills,
+                           filters=filters, branches=branches, doc_types=billing.DOCUMENT_TYPES_SHOWN,
+                           statuses=billing.BILL_STATUSES)
+
+
+def _bill_or_404(number: str):  # type: ignore[no-untyped-def]
+    return billing.bill_by_number(number) or abort(404)
+
+
+def _bill_context(bill, **extra):  # type: ignore[no-untyped-def]
+    org = db.session.get(Organization, current_user.org_id)
+    return dict(bill=bill, org=org, upi=documents.upi_for_bill(org, bill), payment_key=uuid.uuid4().hex,
+                counter=_counter(), **extra)
+
+
+def _counter() -> str:
+    """The counter (cash drawer) this clerk works at; day-end closing is per counter."""
+    return (request.cookies.get("lis_counter") or "main")[:32]
+
+
+@bp.get("/bills/<path:number>", endpoint="bill")
+def bill_view(number: str):  # type: ignore[no-untyped-def]
+    return render_template("billing/bill.html", **_bill_context(_bill_or_404(number)))
+
+
+@bp.post("/bills/<path:number>/payments", endpoint="payment_create")
+def payment_create(number: str):  # type: ignore[no-untyped-def]
+    bill = _bill_or_404(number)
+    try:
+        amount = parse_rupees(request.form.get("amount"))
+        billing.record_payment(bill, mode=request.form.get("mode", ""), amount_paise=amount,
+                               reference=request.form.get("reference", "")[:64], received_by_id=current_user.id,
+                               idempotency_key=(request.form.get("idempotency_key") or "")[:64] or None,
+                               counter=request.form.get("counter", "")[:32] or _counter())
+        db.session.commit()
+    except (billing.PaymentInvalid, ValueError) as err:
+        db.session.rollback()
+        message = err.message if isinstance(err, billing.PaymentInvalid) else str(err)
+        bill = _bill_or_404(number)
+        return render_template("billing/bill.html", **_bill_context(bill, payment_error=message)), 422
+    flash(f"Payment recorded on {bill.number}.", "success")
+    bill = _bill_or_404(number)
+    return page_after_post(url_for(".bill", number=bill.number), "billing/bill.html", **_bill_context(bill))
