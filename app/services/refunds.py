@@ -246,35 +246,25 @@ def reject(refund: Refund, *, actor: User, note: str) -> Refund:
 # --- the gateway -----------------------------------------------------------------------
 
 
-def _gateway_refund(gateway_payment_id: str, amount_paise: int, *, notes: dict[str, str]) -> dict[str, Any]:
-    """Razorpay's refund entity for a new refund ({id: 'rfnd_…', status, amount}). Uses the
-    gateway client (app/integrations/razorpay_gateway.py) when it offers refund(); otherwise
-    the razorpay SDK directly: POST {RAZORPAY_API_BASE}/v1/payments/{id}/refund."""
-    try:
-        from app.integrations import razorpay_gateway  # type: ignore[attr-defined]
-    except ImportError:
-        razorpay_gateway = None
-    shared = getattr(razorpay_gateway, "refund", None)
-    if callable(shared):
-        return shared(gateway_payment_id, amount_paise, notes=notes)
-    import razorpay
+def _gateway_refund(gateway_payment_id: str, amount_paise: int, *, notes: dict[str, str],
+                    receipt: str) -> dict[str, Any]:
+    """Razorpay's refund entity for a new refund ({id: 'rfnd_…', status, amount}), through the
+    gateway client (app/integrations/razorpay_gateway.py: the official SDK at RAZORPAY_API_BASE,
+    POST /v1/payments/{id}/refund, with the provider timeout)."""
+    from app.integrations import razorpay_gateway
 
-    cfg = current_app.config
-    client = razorpay.Client(auth=(cfg["RAZORPAY_KEY_ID"], cfg["RAZORPAY_KEY_SECRET"]),
-                             base_url=cfg["RAZORPAY_API_BASE"])
-    return client.payment.refund(gateway_payment_id, {"amount": amount_paise, "notes": notes},
-                                 timeout=cfg.get("LIS_PROVIDER_TIMEOUT", 20))
+    gateway = razorpay_gateway.RazorpayGateway.from_config(current_app.config)
+    if gateway is None:
+        raise GatewayRefundError("Razorpay is not set up on this server.")
+    return gateway.refund(gateway_payment_id, amount_paise=amount_paise, notes=notes, receipt=receipt)
 
 
 def _is_definite_refusal(err: Exception) -> bool:
     """Razorpay answered and said no (nothing was refunded) — as opposed to no answer or a
     server error, after which the refund may or may not exist at Razorpay."""
-    import razorpay.errors
-
-    if isinstance(err, (razorpay.errors.BadRequestError, GatewayRefundError)):
+    if isinstance(err, GatewayRefundError):
         return True
-    retryable = getattr(err, "retryable", None)  # app.integrations._http.ProviderError
-    return retryable is False
+    return getattr(err, "retryable", None) is False  # razorpay_gateway.RazorpayError
 
 
 def submit_gateway_refund(refund_id: int) -> Refund:
@@ -294,7 +284,8 @@ def submit_gateway_refund(refund_id: int) -> Refund:
     payment = db.session.get(Payment, refund.payment_id)
     notes = {"lis_refund_id": str(refund.id), "bill": bill.number, "reason": refund.reason[:250]}
     try:
-        entity = _gateway_refund(payment.gateway_payment_id, refund.amount_paise, notes=notes)
+        entity = _gateway_refund(payment.gateway_payment_id, refund.amount_paise, notes=notes,
+                                 receipt=f"lis-refund-{refund.id}")
     except Exception as err:  # noqa: BLE001 - every provider failure is classified and recorded
         message = (str(err) or type(err).__name__)[:1000]
         if _is_definite_refusal(err):

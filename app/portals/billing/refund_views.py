@@ -78,7 +78,7 @@ def _done(bill_id: int, message: str) -> Any:
         g.panel_notice = message
         return _panel_response(bill_id)
     flash(message, "success")
-    return see_other(url_for(".bill_adjustments", bill_id=bill_id))
+    return see_other(url_for(".bill", number=db.session.get(Bill, bill_id).number))
 
 
 @bp.get("/bills/<int:bill_id>/adjustments", endpoint="bill_adjustments")
