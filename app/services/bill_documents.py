@@ -19,7 +19,7 @@ import base64
 from decimal import Decimal
 from typing import Any
 
-from flask import render_template
+from flask import current_app, has_request_context, render_template
 from sqlalchemy import select
 
 from app.extensions import db
@@ -153,8 +153,17 @@ def bill_context(org: Organization, bill: Bill) -> dict[str, Any]:
             else None, "exemption_note": EXEMPTION_NOTE, "credit_notes": credit_notes.notes_of(bill)}
 
 
+def _render(template: str, **context: Any) -> str:
+    """Render in the request when there is one; a job (e-mailing an invoice, say) gets a bare
+    request context, which the base template's context processors need."""
+    if has_request_context():
+        return render_template(template, **context)
+    with current_app.test_request_context():
+        return render_template(template, **context)
+
+
 def bill_html(org: Organization, bill: Bill) -> str:
-    return render_template("pdf/bill_a4.html", **bill_context(org, bill))
+    return _render("pdf/bill_a4.html", **bill_context(org, bill))
 
 
 def bill_pdf(org: Organization, bill: Bill) -> bytes:
@@ -174,7 +183,7 @@ def credit_note_context(org: Organization, note: CreditNote) -> dict[str, Any]:
 
 
 def credit_note_html(org: Organization, note: CreditNote) -> str:
-    return render_template("pdf/credit_note.html", **credit_note_context(org, note))
+    return _render("pdf/credit_note.html", **credit_note_context(org, note))
 
 
 def credit_note_pdf(org: Organization, note: CreditNote) -> bytes:
