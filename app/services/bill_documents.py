@@ -127,12 +127,16 @@ def signed_qr_data_uri(einvoice: EInvoice) -> str | None:
     except (ImportError, AttributeError):
         svg = None
     if svg:
+        if "xmlns=" not in svg[:300]:
+            # An inline SVG (meant for an HTML page) has no namespace; as an <img> it needs one,
+            # or the image is blank in the PDF.
+            svg = svg.replace("<svg", '<svg xmlns="http://www.w3.org/2000/svg"', 1)
         return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
     if not einvoice.signed_qr:
         return None
     import segno
 
-    return segno.make(einvoice.signed_qr, error="m").svg_data_uri(scale=2, border=2)
+    return segno.make(einvoice.signed_qr, error="l").svg_data_uri(scale=2, border=4)
 
 
 def _einvoice_context(einvoice: EInvoice | None) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ IGST and, once e-invoiced, its IRN, AckNo/AckDt and signed QR, and a credit note
 naming the bill it credits. Text is read back out of the PDF with pypdf."""
 from __future__ import annotations
 
+import base64
 import io
 import re
 from decimal import Decimal
@@ -100,7 +101,10 @@ def test_tax_invoice_across_states_shows_igst_and_the_e_invoice(lab, client, aut
     session.commit()
     org = session.get(Organization, lab["org"].id)
     html = bill_documents.bill_html(org, invoice)
-    assert 'alt="Signed QR code"' in html and "data:image/svg+xml" in html
+    qr = re.search(r'<img src="data:image/svg\+xml;base64,([^"]+)" alt="Signed QR code">', html)
+    assert qr, "the signed QR is printed"
+    svg = base64.b64decode(qr.group(1)).decode()
+    assert 'xmlns="http://www.w3.org/2000/svg"' in svg and "<path" in svg  # a drawable image, not a blank
     _login(client, auth, lab)
     text = _pdf_text(client.get(f"/billing/bills/{invoice.id}/pdf").data)
     for expected in ("TAX INVOICE", "Maharashtra (27)", "27AAPFU0939F1ZV", "Acme Hospital Pvt Ltd", "IGST", "18%",
