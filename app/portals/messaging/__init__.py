@@ -73,3 +73,6 @@ def patient_report(token: str):  # type: ignore[no-untyped-def]
     response.headers["Cache-Control"] = "private, no-store"
     response.headers["X-Robots-Tag"] = "noindex, nofollow"
     return response
+
+
+from app.portals.messaging import razorpay  # noqa: E402,F401  (the /webhooks/razorpay route)
