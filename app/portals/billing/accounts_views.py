@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from flask import Response, abort, flash, render_template, request, stream_with_context, url_for
+from flask import Response, abort, current_app, flash, render_template, request, url_for
 from flask_login import current_user
 
 from app.extensions import db
@@ -16,6 +16,7 @@ from app.formatting import parse_rupees
 from app.models import Advance, Branch, Client, DayClosing, Organization, Patient, User
 from app.portals import page_or_fragment, see_other
 from app.portals.billing import bp
+from app import security
 from app.security import get_or_404
 from app.services import ServiceError, accounting_exports, accounts, billing, catalogue, day_closing
 
@@ -40,7 +41,17 @@ def _pdf_response(pdf: bytes, filename: str) -> Response:
 
 
 def _csv_response(register: accounting_exports.Register) -> Response:
-    response = Response(stream_with_context(register.lines()), mimetype="text/csv; charset=utf-8")
+    """Streamed: rows are read and written as the client downloads them. The body is
+    iterated after the view returns, so the generator opens its own app context and DB
+    session, scoped to the same organization, rather than rely on the request's."""
+    app, org_id = current_app._get_current_object(), security.current_tenant()  # type: ignore[attr-defined]
+
+    def body():  # type: ignore[no-untyped-def]
+        with app.app_context():
+            security.use_tenant(db.session, org_id)
+            yield from register.lines()
+
+    response = Response(body(), mimetype="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="{register.filename}"'
     response.headers["Cache-Control"] = "no-store"
     return response
