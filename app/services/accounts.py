@@ -480,6 +480,23 @@ def advances(*, open_only: bool = False, limit: int = 100) -> list[tuple[Advance
     return [(a, name) for a, name, _mrn, _code in db.session.execute(stmt)]
 
 
+def active_clients() -> list[Client]:
+    return list(db.session.execute(select(Client).where(Client.active.is_(True)).order_by(Client.name)).scalars())
+
+
+def find_holder(kind: str, *, mrn: str = "", client_id: int | None = None) -> tuple[Patient | None, Client | None]:
+    """The patient (by MRN) or client an advance is taken from, or a clear refusal."""
+    if kind == "client":
+        client = db.session.execute(select(Client).where(Client.id == (client_id or 0))).scalar_one_or_none()
+        if client is None:
+            raise AccountError("Choose the client.", field="client_id")
+        return None, client
+    patient = db.session.execute(select(Patient).where(Patient.mrn == (mrn or "").strip().upper())).scalar_one_or_none()
+    if patient is None:
+        raise AccountError("No patient with that MRN.", field="mrn")
+    return patient, None
+
+
 def advance_by_number(number: str) -> Advance | None:
     return db.session.execute(select(Advance).where(Advance.number == number)).scalar_one_or_none()
 

@@ -232,6 +232,10 @@ def counters(branch_id: int, day: date) -> list[str]:
     return sorted(found)
 
 
+def branches() -> list[Branch]:
+    return list(db.session.execute(select(Branch).order_by(Branch.code)).scalars())
+
+
 def recent(*, branch_id: int | None = None, limit: int = 30) -> list[tuple[DayClosing, str, str]]:
     """Past closings, newest first, with the branch code and who signed off."""
     stmt = (select(DayClosing, Branch.code, User.full_name)

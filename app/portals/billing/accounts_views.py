@@ -13,7 +13,7 @@ from flask_login import current_user
 
 from app.extensions import db
 from app.formatting import parse_rupees
-from app.models import Advance, Branch, Client, DayClosing, Organization, Patient, User
+from app.models import Advance, Branch, Client, DayClosing, Organization, User
 from app.portals import page_or_fragment, see_other
 from app.portals.billing import bp
 from app import security
@@ -131,21 +131,17 @@ def account_statement_pdf(client_id: int):  # type: ignore[no-untyped-def]
     try:
         client, st = _statement(client_id)
     except accounts.AccountError:
-        abort(404)
+        return account_statement(client_id)  # the page, with the message, 422
     return _pdf_response(accounts.statement_pdf(_org(), st), f"statement-{client.code}-{st.start:%Y-%m}.pdf")
 
 
 # --- advances ------------------------------------------------------------------------------
 
 def _advances_page(status: int = 200, **extra: Any):  # type: ignore[no-untyped-def]
-    context = dict(advances=accounts.advances(), modes=accounts.ADVANCE_MODES,
-                   clients=[c for c in catalogue_clients()], errors={}, values={}, apply_errors={})
+    context = dict(advances=accounts.advances(), modes=accounts.ADVANCE_MODES, clients=accounts.active_clients(),
+                   errors={}, values={}, apply_errors={})
     context.update(extra)
     return render_template("billing/accounts/advances.html", **context), status
-
-
-def catalogue_clients() -> list[Client]:
-    return list(db.session.execute(db.select(Client).where(Client.active.is_(True)).order_by(Client.name)).scalars())
 
 
 def _desk_branch() -> Branch:
@@ -164,17 +160,8 @@ def advance_create():  # type: ignore[no-untyped-def]
     values = {k: request.form.get(k, "")[:64] for k in ("holder", "mrn", "client_id", "mode", "amount", "reference",
                                                        "counter")}
     try:
-        patient = client = None
-        if values["holder"] == "client":
-            client = db.session.execute(db.select(Client).where(
-                Client.id == (request.form.get("client_id", type=int) or 0))).scalar_one_or_none()
-            if client is None:
-                raise ServiceError("Choose the client.", field="client_id")
-        else:
-            patient = db.session.execute(db.select(Patient).where(
-                Patient.mrn == values["mrn"].strip().upper())).scalar_one_or_none()
-            if patient is None:
-                raise ServiceError("No patient with that MRN.", field="mrn")
+        patient, client = accounts.find_holder(values["holder"], mrn=values["mrn"],
+                                               client_id=request.form.get("client_id", type=int))
         try:
             amount = parse_rupees(values["amount"])
         except ValueError as err:
@@ -236,7 +223,7 @@ def _closing_context(branch: Branch, counter: str, day: date, **extra: Any) -> d
     context = dict(branch=branch, counter=counter, day=day, closing=closing, figures=figures,
                    delta=day_closing.delta_since(closing) if closing else None,
                    settled_hint=day_closing.settled_from_statements(branch.id, counter, day),
-                   branches=list(db.session.execute(db.select(Branch).order_by(Branch.code)).scalars()),
+                   branches=day_closing.branches(),
                    counters=day_closing.counters(branch.id, day), denominations=day_closing.DENOMINATIONS,
                    counts={}, counted=0, errors={}, values={},
                    recent=day_closing.recent(limit=20), today=billing.today_in_india())
