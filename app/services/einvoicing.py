@@ -34,6 +34,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from app import audit
 from app.extensions import db
@@ -750,8 +751,8 @@ def credit_note_rows(limit: int = 100) -> list[tuple[CreditNote, EInvoice]]:
 # ---------------------------------------------------------------- sweep (periodic)
 
 def sweep() -> dict[str, int]:
-    """Periodic (workers/schedule.py): make rows for eligible invoices not queued yet (within the
-    30-day reporting window), queue due rows whose job was lost, and send again the rows a killed
+    """Periodic (workers/schedule.py): make rows for eligible invoices and for credit notes of
+    e-invoiced invoices not queued yet (within the 30-day reporting window), queue due rows whose job was lost, and send again the rows a killed
     worker left 'submitting' (safe: the IRP answers a repeat with the IRN it already made)."""
     session = db.session
     use_tenant(session, None)
@@ -763,6 +764,13 @@ def sweep() -> dict[str, int]:
         .where(Organization.einvoice_enabled.is_(True), Bill.doc_type == "tax_invoice",
                Bill.recipient_gstin.is_not(None), Bill.status != "cancelled", Bill.bill_date >= since,
                EInvoice.id.is_(None))
+        .limit(500).execution_options(all_tenants=True)).all()
+    original = aliased(EInvoice)
+    notes = session.execute(
+        select(CreditNote.id, CreditNote.org_id).join(Organization, Organization.id == CreditNote.org_id)
+        .join(original, and_(original.bill_id == CreditNote.bill_id, original.status == "generated"))
+        .outerjoin(EInvoice, EInvoice.credit_note_id == CreditNote.id)
+        .where(Organization.einvoice_enabled.is_(True), CreditNote.note_date >= since, EInvoice.id.is_(None))
         .limit(500).execution_options(all_tenants=True)).all()
     due = session.execute(select(EInvoice.id).where(EInvoice.status.in_(("queued", "retrying")),
                                                     EInvoice.next_attempt_at <= now - SWEEP_GRACE)
@@ -778,6 +786,13 @@ def sweep() -> dict[str, int]:
         with audit.acting_as(audit.AuditContext(actor_label="system:einvoice", org_id=org_id)):
             bill = session.get(Bill, bill_id)
             if bill is not None and queue_einvoice(bill) is not None:
+                made += 1
+            session.commit()
+    for note_id, org_id in notes:
+        use_tenant(session, org_id)
+        with audit.acting_as(audit.AuditContext(actor_label="system:einvoice", org_id=org_id)):
+            note = session.get(CreditNote, note_id)
+            if note is not None and queue_credit_note(note) is not None:
                 made += 1
             session.commit()
     for einvoice_id, org_id in stuck:

@@ -375,6 +375,36 @@ def test_an_irp_refusal_to_cancel_changes_nothing(lab, session, irp_server):
     assert session.get(EInvoice, row.id, populate_existing=True).status == "generated"
 
 
+def test_a_credit_note_of_an_e_invoiced_invoice_is_reported_as_crn(lab, session, irp_server):
+    from app.models import CreditNote
+
+    row = generated(lab, session, irp_server)
+    bill = session.get(Bill, row.bill_id)
+    line = bill.lines[0]
+    # The shape credit notes keep per bill line (services/credit_notes.py).
+    entry = {"position": line.position, "description": line.description, "sac_code": line.sac_code,
+             "gst_rate": str(line.gst_rate), "taxable_paise": line.taxable_paise, "cgst_paise": line.cgst_paise,
+             "sgst_paise": line.sgst_paise, "igst_paise": line.igst_paise, "total_paise": line.total_paise}
+    note = CreditNote(bill_id=bill.id, branch_id=bill.branch_id, number="MAIN/C26/000001", fy=bill.fy,
+                      note_date=bill.bill_date, reason="Home visit not made", lines=[entry],
+                      taxable_paise=line.taxable_paise, cgst_paise=line.cgst_paise, sgst_paise=line.sgst_paise,
+                      igst_paise=line.igst_paise, total_paise=line.total_paise)
+    session.add(note)
+    session.commit()
+    assert einvoicing.sweep()["created"] == 1  # the sweep enrols it
+    security.use_tenant(session, lab.org.id)
+    crn = einvoicing.einvoice_for_credit_note(note.id)
+    assert crn.doc_type == "CRN"
+    assert crn.local_irn == einvoicing.compute_irn(SELLER_GSTIN, bill.fy, "CRN", "MAIN/C26/000001")
+    session.commit()
+    assert einvoicing.submit(crn.id) == "generated"
+    sent = irp_server.calls("/eicore/v1.03/Invoice")[-1]["body"]
+    assert sent["DocDtls"]["Typ"] == "CRN" and sent["RefDtls"]["PrecDocDtls"][0]["InvNo"] == bill.number
+    assert paise(sent["ValDtls"]["TotInvVal"]) == line.total_paise and einvoicing.validate(sent) == []
+    security.use_tenant(session, lab.org.id)
+    assert session.get(EInvoice, crn.id, populate_existing=True).irn == crn.local_irn
+
+
 # ---------------------------------------------------------------- sweep, portal, scoping
 
 def test_sweep_enrols_eligible_invoices_and_resends_interrupted_ones(lab, session, irp_server):
@@ -409,6 +439,8 @@ def test_the_bill_page_panel_and_list_send_an_invoice(lab, session, client, auth
     auth.login(lab.clerk.username, PASSWORD)
     page = client.get("/billing/einvoices?status=none").get_data(as_text=True)
     assert bill.number in page and "Send to IRP" in page
+    bill_page = client.get(f"/billing/bills/{bill.number}").get_data(as_text=True)
+    assert 'id="einvoice-panel"' in bill_page and "Not sent to the IRP yet" in bill_page
     response = client.post_form(f"/billing/einvoices/bills/{bill.id}/send", {"from": "bill"},
                                 headers={"HX-Request": "true"})
     assert response.status_code == 200 and 'id="einvoice-panel"' in response.get_data(as_text=True)
