@@ -337,3 +337,64 @@ def test_advances_page_takes_and_applies_an_advance(client, auth, factory, sessi
     assert applied.status_code == 303
     session.expire_all()
     assert session.get(Bill, bill.id).status == "paid"
+
+
+# --- concurrency: real commits from two connections ----------------------------------------
+
+def test_two_clerks_drawing_one_advance_at_once_never_overdraw_it(app):
+    """Each thread has its own connection and commits for real (an org made for this test):
+    the advance row lock makes the second clerk see what the first one used."""
+    import threading
+    import uuid
+
+    from app.extensions import db
+    from app.models import Advance, Patient
+    from tests.factories import Factory
+
+    with app.app_context():
+        f = Factory(db.session)
+        org = f.org(code="adv" + uuid.uuid4().hex[:8])
+        f.catalogue(org)
+        patient = f.patient(org)
+        branch = db.session.execute(select(Branch)).scalar_one()
+        with acting(org):
+            advance = accounts.take_advance(patient=patient, branch=branch, mode="cash", amount_paise=30000,
+                                            reference=None, actor_id=None)
+            bill_ids = [orders.create_order(patient, branch, orders.OrderRequest(codes=["TSH"]), created_by_id=None,
+                                            discount_limit_percent=0)[1][0].id for _ in range(2)]
+        db.session.commit()
+        org_id, advance_id, patient_id = org.id, advance.id, patient.id
+        db.session.remove()
+
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def clerk(bill_id: int) -> None:
+        with app.app_context():
+            security.use_tenant(db.session, org_id)
+            with audit.acting_as(audit.AuditContext(actor_label="test", org_id=org_id)):
+                adv = db.session.get(Advance, advance_id)
+                bill = db.session.get(Bill, bill_id)
+                barrier.wait()
+                try:
+                    accounts.apply_advance(adv, bill, 20000)
+                    db.session.commit()
+                    outcomes.append("applied")
+                except accounts.AccountError as err:
+                    db.session.rollback()
+                    outcomes.append(err.message)
+            db.session.remove()
+
+    threads = [threading.Thread(target=clerk, args=(bid,)) for bid in bill_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["The advance has only ₹100.00 left.", "applied"]
+    with app.app_context():
+        security.use_tenant(db.session, org_id)
+        advance = db.session.get(Advance, advance_id)
+        drawn = db.session.execute(select(func.sum(Payment.amount_paise)).where(Payment.advance_id == advance_id)).scalar()
+        assert advance.used_paise == drawn == 20000
+        assert db.session.get(Patient, patient_id) is not None
+        db.session.remove()
