@@ -20,7 +20,7 @@ inside the transaction that created it: a refund the lab has no record of cannot
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from app import audit
 from app.extensions import db
 from app.models import Bill, Organization, Payment, Refund, Role, User
+from app.security import use_tenant
 from app.services import ServiceError, billing, billing_exceptions
 
 REFUND_MODES = {"razorpay": "Razorpay (to the payer's card/UPI)", "cash": "Cash", "upi": "UPI", "neft": "NEFT/IMPS"}
@@ -272,39 +273,124 @@ def submit_gateway_refund(refund_id: int) -> Refund:
     call twice: a refund that already has Razorpay's id, or is no longer processing, is left
     alone. Razorpay's answer decides: processed → done; pending → wait for its webhook
     (refund.processed, india.md §3.3); refused → failed, money restored, exception opened;
-    no answer → stays processing with the error noted (it may exist at Razorpay: the webhook
-    or the clerk settles it; sending again could refund twice)."""
+    no answer → stays processing with the error noted: it may exist at Razorpay, so it is
+    not sent again blindly (sweep_stalled looks it up at Razorpay first).
+
+    The bill stays locked during the call (at most LIS_PROVIDER_TIMEOUT): a sweep or a second
+    click waits, then finds Razorpay's id and does nothing."""
+    bill, refund = _lock_processing(refund_id)
+    if refund is None:
+        return by_id(refund_id)  # type: ignore[return-value]
+    if refund.last_error.startswith(UNANSWERED):
+        return refund  # the earlier attempt may have reached Razorpay: only the sweep's lookup resends
+    return _send(bill, refund)
+
+
+UNANSWERED = "No clear answer from Razorpay"
+
+
+def _lock_processing(refund_id: int) -> tuple[Bill, Refund | None]:
+    """Bill then refund locked; the refund only if it is a Razorpay refund not yet sent."""
     refund = by_id(refund_id)
     if refund is None:
         raise RefundInvalid("No such refund.")
     bill = billing.lock_bill(refund.bill_id)
     refund = _lock_refund(refund.id)
     if refund.mode != "razorpay" or refund.status != "processing" or refund.gateway_refund_id:
-        return refund
+        return bill, None
+    return bill, refund
+
+
+def _send(bill: Bill, refund: Refund) -> Refund:
     payment = db.session.get(Payment, refund.payment_id)
     notes = {"lis_refund_id": str(refund.id), "bill": bill.number, "reason": refund.reason[:250]}
     try:
         entity = _gateway_refund(payment.gateway_payment_id, refund.amount_paise, notes=notes,
                                  receipt=f"lis-refund-{refund.id}")
     except Exception as err:  # noqa: BLE001 - every provider failure is classified and recorded
-        message = (str(err) or type(err).__name__)[:1000]
+        message = (str(err) or type(err).__name__)[:900]
         if _is_definite_refusal(err):
             return _fail(bill, refund, f"Razorpay refused the refund: {message}")
-        refund.last_error = f"No clear answer from Razorpay ({message}); waiting for its webhook."
+        refund.last_error = f"{UNANSWERED} ({message}); waiting for its webhook or the next check."
         audit.record("refund.gateway_unanswered", entity_type="bill", entity_id=bill.number,
                      after={"refund_id": refund.id, "error": refund.last_error[:300]})
         return refund
+    return _adopt(bill, refund, entity, "refund.sent")
+
+
+def _adopt(bill: Bill, refund: Refund, entity: dict[str, Any], action: str) -> Refund:
+    """Take Razorpay's refund entity as this refund's: its id, and its status if final."""
     refund.gateway_refund_id = str(entity.get("id") or "")[:40] or None
     status = entity.get("status")
+    refund.last_error = ""
     if entity.get("amount") not in (None, refund.amount_paise):
         refund.last_error = f"Razorpay refunded {entity.get('amount')} paise, not {refund.amount_paise}."
-    audit.record("refund.sent", entity_type="bill", entity_id=bill.number,
+    audit.record(action, entity_type="bill", entity_id=bill.number,
                  after={"refund_id": refund.id, "gateway_refund_id": refund.gateway_refund_id, "status": status})
     if status == "processed":
         _processed(bill, refund)
     elif status == "failed":
         return _fail(bill, refund, "Razorpay reports the refund failed.")
     return refund
+
+
+def _gateway_refunds_of(gateway_payment_id: str) -> list[dict[str, Any]]:
+    """The refunds Razorpay holds for one payment: GET /v1/payments/{id}/refunds."""
+    import razorpay
+
+    cfg = current_app.config
+    client = razorpay.Client(auth=(cfg["RAZORPAY_KEY_ID"], cfg["RAZORPAY_KEY_SECRET"]),
+                             base_url=cfg["RAZORPAY_API_BASE"])
+    answer = client.payment.fetch_multiple_refund(gateway_payment_id, {"count": 100},
+                                                  timeout=cfg.get("LIS_PROVIDER_TIMEOUT", 20))
+    return list(answer.get("items") or []) if isinstance(answer, dict) else []
+
+
+def check_stalled(refund_id: int) -> Refund | None:
+    """A Razorpay refund still without Razorpay's id (the send got no clear answer, or the
+    process died before sending): look for it at Razorpay by the lis_refund_id we put in its
+    notes. Found → adopt it; not there → it was never made, so sending now cannot refund twice."""
+    bill, refund = _lock_processing(refund_id)
+    if refund is None:
+        return None
+    payment = db.session.get(Payment, refund.payment_id)
+    try:
+        items = _gateway_refunds_of(payment.gateway_payment_id)
+    except Exception as err:  # noqa: BLE001 - Razorpay unreachable: try again on the next sweep
+        refund.last_error = f"{UNANSWERED} when checking ({type(err).__name__}); will check again."
+        return refund
+    found = next((item for item in items
+                  if str((item.get("notes") or {}).get("lis_refund_id", "")) == str(refund.id)), None)
+    if found is not None:
+        return _adopt(bill, refund, found, "refund.found_at_gateway")
+    return _send(bill, refund)
+
+
+def sweep_stalled(*, older_than: timedelta = timedelta(minutes=2)) -> dict[str, int]:
+    """Periodic job: every organization's Razorpay refunds left processing without Razorpay's
+    id for longer than `older_than` are checked at Razorpay (check_stalled), one commit each."""
+    session = db.session
+    use_tenant(session, None)
+    cutoff = datetime.now(timezone.utc) - older_than
+    rows = session.execute(select(Refund.id, Refund.org_id).where(
+        Refund.mode == "razorpay", Refund.status == "processing", Refund.gateway_refund_id.is_(None),
+        Refund.created_at < cutoff).order_by(Refund.id).limit(200).execution_options(all_tenants=True)).all()
+    session.rollback()
+    counts = {"checked": 0, "settled": 0, "errors": 0}
+    for refund_id, org_id in rows:
+        use_tenant(session, org_id)
+        try:
+            refund = check_stalled(refund_id)
+            session.commit()
+        except Exception:  # noqa: BLE001 - one refund's trouble must not stop the others
+            session.rollback()
+            counts["errors"] += 1
+            continue
+        counts["checked"] += 1
+        if refund is not None and (refund.gateway_refund_id or refund.status != "processing"):
+            counts["settled"] += 1
+    use_tenant(session, None)
+    return counts
 
 
 def _processed(bill: Bill, refund: Refund) -> None:

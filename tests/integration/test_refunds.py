@@ -7,6 +7,7 @@ import base64
 import json
 import threading
 import uuid
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -168,12 +169,22 @@ class _Razorpay(BaseHTTPRequestHandler):
     def log_message(self, *args):  # type: ignore[no-untyped-def]
         pass
 
+    def do_GET(self):  # type: ignore[no-untyped-def]  # noqa: N802
+        """GET /v1/payments/{id}/refunds: the refunds made for one payment."""
+        payment_id = self.path.split("?")[0].split("/")[3]
+        self.server.lookups.append(self.path)  # type: ignore[attr-defined]
+        items = self.server.made.get(payment_id, [])  # type: ignore[attr-defined]
+        self._reply(200, {"entity": "collection", "count": len(items), "items": items})
+
     def do_POST(self):  # type: ignore[no-untyped-def]  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         expected = "Basic " + base64.b64encode(f"{KEY_ID}:{KEY_SECRET}".encode()).decode()
         self.server.requests.append({"path": self.path, "body": body,  # type: ignore[attr-defined]
                                      "auth_ok": self.headers.get("Authorization") == expected})
         status, answer = self.server.answer(self.path, body)  # type: ignore[attr-defined]
+        self._reply(status, answer)
+
+    def _reply(self, status, answer):  # type: ignore[no-untyped-def]
         data = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -185,7 +196,7 @@ class _Razorpay(BaseHTTPRequestHandler):
 @pytest.fixture
 def razorpay_server(app, monkeypatch):  # type: ignore[no-untyped-def]
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Razorpay)
-    server.requests = []  # type: ignore[attr-defined]
+    server.requests, server.lookups, server.made = [], [], {}  # type: ignore[attr-defined]
     server.refund_status = "processed"  # type: ignore[attr-defined]
 
     def answer(path, body):  # type: ignore[no-untyped-def]
@@ -195,10 +206,15 @@ def razorpay_server(app, monkeypatch):  # type: ignore[no-untyped-def]
                                    "description": "The refund amount provided is greater than amount captured."}}
         if server.refund_status == "down":  # type: ignore[attr-defined]
             return 502, {"error": {"code": "SERVER_ERROR", "description": "We are facing some trouble"}}
-        return 200, {"id": f"rfnd_T{len(server.requests):013d}", "entity": "refund", "amount": body["amount"],
-                     "currency": "INR", "payment_id": payment_id, "notes": body.get("notes", {}),
-                     "receipt": body.get("receipt"), "status": server.refund_status,  # type: ignore[attr-defined]
-                     "speed_processed": "normal", "created_at": 1700000000}
+        lost = server.refund_status == "lost"  # type: ignore[attr-defined]
+        entity = {"id": f"rfnd_T{len(server.requests):013d}", "entity": "refund", "amount": body["amount"],
+                  "currency": "INR", "payment_id": payment_id, "notes": body.get("notes", {}),
+                  "receipt": body.get("receipt"), "status": "processed" if lost else server.refund_status,  # type: ignore[attr-defined]
+                  "speed_processed": "normal", "created_at": 1700000000}
+        server.made.setdefault(payment_id, []).append(entity)  # type: ignore[attr-defined]
+        if lost:  # Razorpay made the refund, but its answer never reached us
+            return 504, {"error": {"code": "SERVER_ERROR", "description": "Gateway timeout"}}
+        return 200, entity
 
     server.answer = answer  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -277,6 +293,40 @@ def test_a_refused_refund_restores_the_money_and_opens_an_exception(lab, razorpa
     session.commit()
     assert refunds.by_id(unsure.id).status == "failed"
     assert _state(session, bill, payment)[:3] == (70000, "paid", 0)
+
+
+def test_a_stalled_refund_is_found_at_razorpay_or_sent_exactly_once(lab, razorpay_server):  # type: ignore[no-untyped-def]
+    session, clerk = lab["session"], lab["clerk"]
+    bill, payment = _gateway_paid_bill(lab)
+    razorpay_server.refund_status = "lost"  # Razorpay makes it; the answer is lost on the way
+    lost = refunds.request_refund(payment, amount_paise=20000, reason="Lost answer", mode="razorpay", actor=clerk)
+    session.commit()
+    lost = refunds.submit_gateway_refund(lost.id)
+    session.commit()
+    assert lost.status == "processing" and lost.gateway_refund_id is None
+    refunds.submit_gateway_refund(lost.id)  # a second click does not send it again
+    session.commit()
+    assert len(razorpay_server.requests) == 1
+    # Another refund whose process died between its commit and the call: never sent.
+    never_sent = refunds.request_refund(payment, amount_paise=10000, reason="Never sent", mode="razorpay",
+                                        actor=clerk)
+    session.commit()
+    razorpay_server.refund_status = "processed"
+
+    counts = refunds.sweep_stalled(older_than=timedelta(0))
+    security.use_tenant(session, lab["org"].id)
+    assert counts["checked"] >= 2 and counts["errors"] == 0
+    lost, never_sent = refunds.by_id(lost.id), refunds.by_id(never_sent.id)
+    made = razorpay_server.made[payment.gateway_payment_id]
+    assert lost.gateway_refund_id == made[0]["id"] and lost.status == "processed"  # adopted, not sent twice
+    assert never_sent.gateway_refund_id == made[1]["id"] and never_sent.status == "processed"
+    assert len(razorpay_server.requests) == 2 and len(made) == 2  # one refund at Razorpay per refund here
+    assert _state(session, bill, payment)[:3] == (40000, "partly_paid", 30000)
+    # Nothing is left to check: the next sweep asks Razorpay nothing.
+    lookups = len(razorpay_server.lookups)
+    refunds.sweep_stalled(older_than=timedelta(0))
+    security.use_tenant(session, lab["org"].id)
+    assert len(razorpay_server.lookups) == lookups
 
 
 def test_razorpay_unconfigured_refuses_before_anything_moves(lab, app, monkeypatch):  # type: ignore[no-untyped-def]

@@ -134,7 +134,7 @@ def refund_create(payment_id: int):  # type: ignore[no-untyped-def]
             payment, amount_paise=amount, reason=values["reason"], mode=values["mode"], actor=current_user,
             reference=values["reference"], idempotency_key=(request.form.get("idempotency_key") or "")[:64] or None,
             credit_note_id=request.form.get("credit_note_id", type=int),
-            counter=(current_user.branch.code if current_user.branch else "main"))
+            counter=(request.cookies.get("lis_counter") or "main")[:32])  # the drawer it is paid from
         refund_id = refund.id
         db.session.commit()
     except ValueError as err:
