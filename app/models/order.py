@@ -4,8 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import (BigInteger, CheckConstraint, ForeignKey, Index, Integer, Numeric, Sequence, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import (BigInteger, CheckConstraint, Computed, ForeignKey, Index, Integer, Numeric, Sequence, String, Text,
+                        SmallInteger, UniqueConstraint, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, TenantScoped, Timestamped
@@ -20,6 +20,11 @@ PRIORITIES = ("routine", "urgent", "stat")
 SAMPLE_STATES = ("pending", "collected", "received", "in_process", "done", "rejected")
 
 
+# The queue's order: orders with a critical result first, then STAT, urgent, routine.
+VERIFY_RANK_SQL = ("CASE WHEN verify_criticals > 0 THEN 0 ELSE 10 END"
+                   " + CASE priority WHEN 'stat' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END")
+
+
 class Order(TenantScoped, Timestamped, Base):
     __tablename__ = "lab_order"
     __table_args__ = (
@@ -29,6 +34,11 @@ class Order(TenantScoped, Timestamped, Base):
         CheckConstraint("priority IN ('routine','urgent','stat')", name="priority"),
         CheckConstraint("discount_paise >= 0", name="discount"),
         Index("ix_lab_order_org_created", "org_id", "created_at"),
+        # The verification queue reads only orders with results waiting: a small partial index.
+        # in queue order (critical, STAT, urgent, routine, then oldest), so a page is an index
+        # range read with no sort however long the backlog.
+        Index("ix_lab_order_verification_queue", "org_id", "verify_rank", "created_at",
+              postgresql_where=text("verify_waiting > 0")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -44,6 +54,14 @@ class Order(TenantScoped, Timestamped, Base):
     discount_paise: Mapped[int] = mapped_column(BigInteger, default=0)
     discount_reason: Mapped[str] = mapped_column(String(200), default="")
     created_by_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("app_user.id"))
+    # What waits for a pathologist on this order: current results 'entered', how many are
+    # critical, how many failed a delta check. Kept by a database trigger on result (migration
+    # 0013), never written by the application, so every path that changes a result (grid,
+    # analyzer ingestion, verification, send back, amendment) keeps the queue right.
+    verify_waiting: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    verify_criticals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    verify_deltas: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    verify_rank: Mapped[int] = mapped_column(SmallInteger, Computed(VERIFY_RANK_SQL, persisted=True))
 
     patient: Mapped[Patient] = relationship()
     branch: Mapped[Branch] = relationship()
