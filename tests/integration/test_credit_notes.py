@@ -180,6 +180,8 @@ def test_portal_refuses_a_bad_credit_with_a_message_and_saves_nothing(lab, clien
     assert _count_notes(session) == 0
     response = client.post_form(url, {"amount": "10.50", "reason": "Goodwill"}, headers={"HX-Request": "true"})
     assert response.status_code == 200
+    # The whole bill page comes back (its totals changed), pushed as the bill's URL.
+    assert response.headers["HX-Push-Url"] == f"/billing/bills/{bill.number}"
     assert "Credit note MAIN/C" in response.get_data(as_text=True)
     note = session.execute(select(CreditNote)).scalar_one()
     assert note.total_paise == 1050 and note.reason == "Goodwill"

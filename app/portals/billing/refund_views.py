@@ -17,7 +17,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.formatting import parse_rupees
 from app.models import Bill, CreditNote, Organization, Payment, Refund, User
-from app.portals import see_other, wants_fragment
+from app.portals import page_after_post, see_other, wants_fragment
 from app.portals.billing import bp
 from app.security import get_or_404
 from app.services import ServiceError, bill_documents, credit_notes, refunds
@@ -74,11 +74,17 @@ def _refused(bill_id: int, form: str, err: ServiceError | ValueError, values: di
 
 
 def _done(bill_id: int, message: str) -> Any:
-    if wants_fragment():
-        g.panel_notice = message
-        return _panel_response(bill_id)
+    """After a change the whole bill page is out of date (totals, status, payments): htmx gets
+    the bill page itself in one round trip (page_after_post), a plain form a 303 to it."""
     flash(message, "success")
-    return see_other(url_for(".bill", number=db.session.get(Bill, bill_id).number))
+    bill = db.session.get(Bill, bill_id)
+    db.session.refresh(bill)
+    url = url_for(".bill", number=bill.number)
+    if wants_fragment():
+        from app.portals.billing import routes as bill_page  # the bill page's own context
+
+        return page_after_post(url, "billing/bill.html", **bill_page._bill_context(bill))
+    return see_other(url)
 
 
 @bp.get("/bills/<int:bill_id>/adjustments", endpoint="bill_adjustments")
