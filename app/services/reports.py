@@ -464,7 +464,8 @@ def build_html(report: Report) -> str:
 
 # ---------------------------------------------------------------- amendments
 
-def amend(result: Result, new_value: str, reason: str, *, user: User, interpretation: str | None = None) -> Report:
+def amend(result: Result, new_value: str, reason: str, *, user: User, interpretation: str | None = None,
+          call: dict[str, Any] | None = None) -> Report:
     """Change a released result: the released row becomes 'amended' (kept, never edited), a
     new row becomes current and released, and a new version of the report says 'Amended' with
     the reason, the date and the person, and references the version it replaces (whose PDF
@@ -486,7 +487,23 @@ def amend(result: Result, new_value: str, reason: str, *, user: User, interpreta
     new_interpretation = result.interpretation if interpretation is None else interpretation.strip()[:4000]
     if value.text == result.value_text and new_interpretation == result.interpretation:
         raise ReportRefused("The amended value is the same as the released one.", field="value")
-    _replace(result, value, test.decimals, reason, user=user, source="manual", interpretation=new_interpretation)
+    # An amended value in the critical range is released at once, so the rule that no critical
+    # result leaves the lab before a read-back call holds here too: the call comes with it.
+    _, becomes_critical = results_service.flag_for(value, _interval_from_snapshot(result.interval))
+    if becomes_critical and not (call and call.get("recipient_name")):
+        raise ReportRefused("The corrected value is critical: record whom you called (with read-back) in this "
+                            "form before the amended report is issued.", field="call_recipient_name")
+    new = _replace(result, value, test.decimals, reason, user=user, source="manual",
+                   interpretation=new_interpretation)
+    if becomes_critical and call:
+        from app.services import verification  # the call rules live there (verification imports nothing of ours)
+
+        try:
+            verification.record_call(new, recipient_kind=call.get("recipient_kind", ""),
+                                     recipient_name=call.get("recipient_name", ""), phone=call.get("phone", ""),
+                                     read_back=bool(call.get("read_back")), note=call.get("note", ""), user=user)
+        except ServiceError as err:
+            raise ReportRefused(err.message, field=f"call_{err.field}" if err.field else None) from None
     _amend_calculated(order, test.code, reason, user=user)
     return request_report(order, user=user, amendment_reason=reason)
 

@@ -194,6 +194,34 @@ def test_amendment_makes_version_two_and_keeps_the_original(lab, factory, sessio
         reports.amend(old, "12.0", "again", user=lab["doc"])
 
 
+def test_amending_into_the_critical_range_needs_the_call_first(lab, factory, session):
+    """No critical value leaves the lab without a read-back call, amendments included."""
+    from app.models import CriticalCall
+
+    order = factory.order(lab["org"], ["HB"])
+    release(lab, order, {"HB": "13.1"}, session)
+    released = results.current_result(_ot(order, "HB").id)
+    with pytest.raises(reports.ReportRefused) as refused:
+        reports.amend(released, "5.0", "Haemolysed first sample re-analysed", user=lab["doc"])
+    assert "critical" in refused.value.message and refused.value.field == "call_recipient_name"
+    session.rollback()
+    assert results.current_result(_ot(order, "HB").id).value_text == "13.1"
+    with pytest.raises(reports.ReportRefused) as no_read_back:
+        reports.amend(results.current_result(_ot(order, "HB").id), "5.0", "Re-analysed", user=lab["doc"],
+                      call={"recipient_kind": "doctor", "recipient_name": "Dr Rao", "phone": "9876543210",
+                            "read_back": ""})
+    assert no_read_back.value.field == "call_read_back"
+    session.rollback()
+    reports.amend(results.current_result(_ot(order, "HB").id), "5.0", "Re-analysed", user=lab["doc"],
+                  call={"recipient_kind": "doctor", "recipient_name": "Dr Rao", "phone": "9876543210",
+                        "read_back": "y"})
+    session.commit()
+    new = results.current_result(_ot(order, "HB").id)
+    assert new.critical and new.status == "released"
+    [call] = session.query(CriticalCall).filter_by(result_id=new.id).all()
+    assert call.recipient_name == "Dr Rao" and call.read_back
+
+
 def test_amending_an_input_amends_the_calculated_results_made_from_it(lab, factory, session):
     order = factory.order(lab["org"], ["LIPID"])
     first = release(lab, order, {"CHOL": "180", "TG": "150", "HDL": "45"}, session)

@@ -208,9 +208,13 @@ def amend(accession: str, result_id: int):  # type: ignore[no-untyped-def]
     order = _order_or_404(accession)
     result = _result_or_404(order, result_id)
     order_test_id = result.order_test_id
-    values = {"value": request.form.get("value", "")[:400], "reason": request.form.get("reason", "")[:400]}
+    values = {"value": request.form.get("value", "")[:400], "reason": request.form.get("reason", "")[:400],
+              **{f"call_{k}": request.form.get(f"call_{k}", "")[:200]
+                 for k in ("recipient_kind", "recipient_name", "phone", "note", "read_back")}}
+    call = {k: values[f"call_{k}"] for k in ("recipient_kind", "recipient_name", "phone", "note", "read_back")}
     refused = _row_action(order, order_test_id, lambda: reports.amend(result, values["value"], values["reason"],
-                                                                      user=_user()), values=values, open_="amend")
+                                                                      user=_user(), call=call),
+                          values=values, open_="amend")
     return refused or _report_requested(_row_done(order, order_test_id,
                                                   "Amended: a new version of the report is being made."))
 
