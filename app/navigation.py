@@ -22,7 +22,13 @@ MENUS: dict[Role, list[tuple[str, str]]] = {
         ("technician.unmatched", "Unmatched"), ("technician.instruments", "Instruments"),
     ],
     Role.PATHOLOGIST: [("pathologist.queue", "Queue"), ("pathologist.criticals", "Criticals")],
-    Role.BILLING: [("billing.dashboard", "Billing")],
+    Role.BILLING: [
+        ("billing.dashboard", "Billing"), ("billing.bills", "Bills"), ("billing.exceptions", "Exceptions"),
+        ("billing.reconciliation", "Reconciliation"), ("billing.refunds", "Refunds"), ("billing.einvoices", "E-invoices"),
+        ("billing.accounts", "Clients"), ("billing.advances", "Advances"), ("billing.day_closing", "Day closing"),
+        ("billing.collections_report", "Collections"), ("billing.exports", "Exports"),
+        ("billing.gateway_events", "Gateway"),
+    ],
 }
 
 HOME_ENDPOINT = {role: items[0][0] for role, items in MENUS.items()}
