@@ -226,12 +226,14 @@ def _ledger(client: Client, start: date | None, end: date) -> list[StatementEntr
 
     on_account = (Bill.client_id == client.id) & Bill.on_account.is_(True)
     entries: list[StatementEntry] = []
-    for bill in db.session.execute(select(Bill).where(on_account, day_range(Bill.bill_date, is_datetime=False))
-                                   .order_by(Bill.bill_date, Bill.id)).scalars():
+    # The order and patient come in the same query: a month of a hospital's bills is hundreds of rows.
+    for bill, accession, patient_name in db.session.execute(
+            select(Bill, Order.accession, Patient.full_name).outerjoin(Order, Order.id == Bill.order_id)
+            .outerjoin(Patient, Patient.id == Order.patient_id)
+            .where(on_account, day_range(Bill.bill_date, is_datetime=False)).order_by(Bill.bill_date, Bill.id)):
         kind = "Bill of supply" if bill.doc_type == "bill_of_supply" else "Tax invoice"
-        entries.append(StatementEntry(bill.bill_date, "bill", bill.number, f"{kind}" + (
-            f" · order {bill.order.accession} · {bill.order.patient.full_name}" if bill.order else ""),
-            debit_paise=bill.total_paise))
+        entries.append(StatementEntry(bill.bill_date, "bill", bill.number, kind + (
+            f" · order {accession} · {patient_name}" if accession else ""), debit_paise=bill.total_paise))
     for note, bill_number in db.session.execute(
             select(CreditNote, Bill.number).join(Bill, Bill.id == CreditNote.bill_id)
             .where(on_account, day_range(CreditNote.note_date, is_datetime=False))
@@ -273,12 +275,36 @@ def _ledger(client: Client, start: date | None, end: date) -> list[StatementEntr
     return entries
 
 
+def _balance_before(client: Client, start: date) -> int:
+    """The balance of every entry dated before `start`, by sums in the database (a client's
+    history is years of bills; the statement needs only its total). Same rules as _ledger."""
+    on_account = (Bill.client_id == client.id) & Bill.on_account.is_(True)
+    before = ist_start(start)
+
+    def total(amount, *where, via=None) -> int:  # type: ignore[no-untyped-def]
+        # count(Bill.id) names the joined bill table for the tenant guard (app/security.py).
+        stmt = select(func.coalesce(func.sum(amount), 0), func.count(Bill.id) if via is not None else func.count())
+        if via is not None:
+            stmt = stmt.select_from(via.class_).join(Bill, Bill.id == via)
+        return int(db.session.execute(stmt.where(*where)).one()[0])
+
+    debits = (total(Bill.total_paise, on_account, Bill.bill_date < start)
+              + total(Refund.amount_paise, on_account, Refund.status == "processed", Refund.processed_at < before,
+                      via=Refund.bill_id))
+    credits = (total(CreditNote.total_paise, on_account, CreditNote.note_date < start, via=CreditNote.bill_id)
+               + total(ClientReceipt.amount_paise, ClientReceipt.client_id == client.id,
+                       ClientReceipt.received_on < start)
+               + total(Payment.amount_paise, on_account, Payment.client_receipt_id.is_(None), Payment.mode != "advance",
+                       Payment.received_at < before, via=Payment.bill_id)
+               + total(Advance.amount_paise, Advance.client_id == client.id, Advance.received_at < before))
+    return debits - credits
+
+
 def statement(client: Client, month: str | None = None) -> Statement:
     """Opening balance, the month's bills, credit notes and receipts with a running
     balance, and the closing balance (opening + bills − credits − receipts)."""
     start, end = month_bounds(month)
-    before = _ledger(client, None, start - timedelta(days=1))
-    opening = sum(e.debit_paise - e.credit_paise for e in before)
+    opening = _balance_before(client, start)
     entries = _ledger(client, start, end)
     balance = opening
     for entry in entries:

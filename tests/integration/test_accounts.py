@@ -203,6 +203,38 @@ def test_statement_balances_opening_plus_bills_less_credits_and_receipts(factory
     assert accounts.statement(client, last_month.strftime("%Y-%m")).closing_paise == st.opening_paise
 
 
+def test_opening_balance_sums_every_kind_of_entry_like_the_ledger(factory, session, acme):
+    """The opening balance is summed in the database; the month's entries are listed one by
+    one. Entries of every kind dated last month must give the same figure both ways."""
+    from datetime import datetime
+
+    from app.models import Refund
+    from app.services.billing import IST
+
+    client = acme["client"]
+    this_month = billing.today_in_india().replace(day=1)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
+    last_month_noon = datetime(last_month.year, last_month.month, 2, 12, 0, tzinfo=IST)
+    _o, [bill] = on_account_order(factory, session, acme, ["TSH", "CREA"], bill_date=last_month)  # 550
+    with acting(acme["org"]):
+        cash = billing.record_payment(bill, mode="cash", amount_paise=10000, reference=None, received_by_id=None)
+        cash.received_at = last_month_noon
+        session.add(Refund(payment_id=cash.id, bill_id=bill.id, amount_paise=2500, mode="cash", status="processed",
+                           reason="overpaid", processed_at=last_month_noon))
+        session.add(CreditNote(bill_id=bill.id, branch_id=bill.branch_id, number="MAIN/C26/000009", fy=bill.fy,
+                               note_date=last_month, reason="Test not done", taxable_paise=4000, total_paise=4000))
+        deposit = accounts.take_advance(client=client, branch=acme["branch"], mode="neft", amount_paise=7000,
+                                        reference="SBIN0000000999", actor_id=None)
+        deposit.received_at = last_month_noon
+        accounts.record_client_receipt(client, mode="cheque", reference="123456", amount_paise=3000,
+                                       received_on=last_month, actor_id=None)
+    session.commit()
+    previous = accounts.statement(client, last_month.strftime("%Y-%m"))
+    assert {e.kind for e in previous.entries} == {"bill", "payment", "refund", "credit_note", "advance", "receipt"}
+    assert previous.closing_paise == 55000 - 10000 + 2500 - 4000 - 7000 - 3000
+    assert accounts.statement(client, this_month.strftime("%Y-%m")).opening_paise == previous.closing_paise
+
+
 def test_statement_month_is_validated(acme):
     with pytest.raises(accounts.AccountError):
         accounts.statement(acme["client"], "2026-13")
