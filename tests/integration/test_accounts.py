@@ -313,6 +313,10 @@ def test_accounts_pages_show_ageing_statement_and_take_a_receipt(client, auth, f
     bad = client.post_form(f"/billing/accounts/{cid}/receipts", {"mode": "neft", "reference": "UTR1",
                                                                  "amount": "100", "received_on": today.isoformat()})
     assert bad.status_code == 422 and "8–22 letters" in bad.get_data(as_text=True)
+    fragment = client.post_form(f"/billing/accounts/{cid}/receipts", {"mode": "upi", "reference": "12",
+                                                                      "amount": "100"}, headers={"HX-Request": "true"})
+    text = fragment.get_data(as_text=True)
+    assert fragment.status_code == 422 and "12-digit" in text and 'id="receipt-form"' in text and "<html" not in text
     assert session.execute(select(func.count(ClientReceipt.id))).scalar_one() == 0
     bad_amount = client.post_form(f"/billing/accounts/{cid}/receipts", {
         "mode": "neft", "reference": "UTIBN12345678901", "amount": "12.345", "received_on": today.isoformat()})

@@ -199,3 +199,22 @@ def test_another_orgs_closing_and_branch_are_404(client, auth, factory, session,
     assert client.get(f"/billing/closing/{closing.id}.pdf").status_code == 404
     assert client.get("/billing/closing", query_string={"branch_id": other_branch.id}).status_code == 404
     assert client.get("/billing/closing", query_string={"date": "yesterday"}).status_code == 422
+
+
+def test_settled_upi_is_suggested_from_matched_statement_lines(factory, session, lab):
+    from app.models import StatementImport, StatementLine
+
+    bill = new_bill(factory, session, lab, lab["main"], ("TSH", "CREA"))
+    matched = pay(session, lab, bill, "upi", 20000)
+    pay(session, lab, bill, "upi", 5000)  # not on any statement yet
+    imp = StatementImport(kind="bank_csv", filename="hdfc.csv", sha256="0" * 64, content="…", status="done")
+    session.add(imp)
+    session.flush()
+    session.add(StatementLine(import_id=imp.id, source="bank_csv", line_no=1, fingerprint="f1",
+                              txn_date=billing.today_in_india(), amount_paise=20000, reference=matched.rrn,
+                              status="matched", payment_id=matched.id))
+    session.commit()
+    today = billing.today_in_india()
+    assert day_closing.settled_from_statements(lab["main"].id, "main", today) == {"upi": 20000}
+    assert day_closing.expected(lab["main"].id, "main", today).upi_paise == 25000
+    assert day_closing.settled_from_statements(lab["main"].id, "c2", today) == {}
