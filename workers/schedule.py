@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers import housekeeping, instruments, notify, reports
+from workers import einvoice, housekeeping, instruments, notify, refunds, reports
 
 
 @dataclass(frozen=True)
@@ -27,4 +27,9 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("report-render-sweep", reports.sweep, queue="reports", interval=120, timeout=120),
     # Notifications due for a retry whose job was lost; rows a killed worker left 'sending'.
     PeriodicJob("notification-sweep", notify.sweep, queue="notify", interval=60, timeout=120),
+    # E-invoices: taxable B2B invoices not yet enrolled, retries that are due, rows a killed
+    # worker left 'submitting' (the IRP's duplicate answer makes a resend safe).
+    PeriodicJob("einvoice-sweep", einvoice.sweep, queue="einvoice", interval=120, timeout=300),
+    # Razorpay refunds whose answer was lost: looked up by our lis_refund_id note, adopted or sent once.
+    PeriodicJob("refund-gateway-sweep", refunds.sweep, interval=300, timeout=300),
 ]

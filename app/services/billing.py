@@ -134,6 +134,12 @@ def build_bill(order: Order, branch: Branch, doc_type: str, lines: list[LineDraf
                  after={"doc_type": doc_type, "order": order.accession, "total_paise": bill.total_paise,
                         "discount_paise": bill.discount_paise, "cgst_paise": bill.cgst_paise,
                         "sgst_paise": bill.sgst_paise, "igst_paise": bill.igst_paise, "place_of_supply": pos})
+    if doc_type == "tax_invoice" and recipient_gstin:
+        # A taxable B2B invoice goes to the IRP as soon as it is committed, when the lab
+        # e-invoices (india.md §1.5); the einvoice sweep catches any that were missed.
+        from app.services import einvoicing  # einvoicing builds on this module
+
+        einvoicing.queue_einvoice(bill)
     return bill
 
 

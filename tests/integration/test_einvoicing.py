@@ -410,6 +410,11 @@ def test_a_credit_note_of_an_e_invoiced_invoice_is_reported_as_crn(lab, session,
 def test_sweep_enrols_eligible_invoices_and_resends_interrupted_ones(lab, session, irp_server):
     bill = b2b_bills(lab, session, lab.local)["tax_invoice"]
     b2b_bills(lab, session, None)  # a walk-in patient's invoice: B2C, never e-invoiced
+    security.use_tenant(session, lab.org.id)
+    row = einvoicing.einvoice_for_bill(bill.id)
+    assert row is not None and row.status == "queued"  # enrolled when the bill was made
+    session.delete(row)  # as if that had been missed (a bill from before e-invoicing was switched on)
+    session.commit()
     assert einvoicing.sweep()["created"] == 1
     assert einvoicing.sweep()["created"] == 0
     security.use_tenant(session, lab.org.id)
@@ -436,17 +441,22 @@ def test_settings_are_validated_and_audited(lab, session, client, auth):
 
 def test_the_bill_page_panel_and_list_send_an_invoice(lab, session, client, auth):
     bill = b2b_bills(lab, session, lab.local)["tax_invoice"]
+    # Bills are enrolled when made; this one is as if made before e-invoicing was switched on.
+    security.use_tenant(session, lab.org.id)
+    session.delete(einvoicing.einvoice_for_bill(bill.id))
+    session.commit()
     auth.login(lab.clerk.username, PASSWORD)
     page = client.get("/billing/einvoices?status=none").get_data(as_text=True)
     assert bill.number in page and "Send to IRP" in page
     bill_page = client.get(f"/billing/bills/{bill.number}").get_data(as_text=True)
     assert 'id="einvoice-panel"' in bill_page and "Not sent to the IRP yet" in bill_page
+    jobs_before = einvoice_jobs()
     response = client.post_form(f"/billing/einvoices/bills/{bill.id}/send", {"from": "bill"},
                                 headers={"HX-Request": "true"})
     assert response.status_code == 200 and 'id="einvoice-panel"' in response.get_data(as_text=True)
     security.use_tenant(session, lab.org.id)
     assert einvoicing.einvoice_for_bill(bill.id).status == "queued"
-    assert einvoice_jobs() == 1
+    assert einvoice_jobs() == jobs_before + 1
 
 
 def test_another_labs_clerk_sees_none_of_it(lab, session, irp_server, client, auth, factory):
