@@ -3,7 +3,7 @@ branches), IST day boundaries, denominations, difference, one sign-off per count
 what came in after closing; and the closing pages."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
