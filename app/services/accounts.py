@@ -59,6 +59,15 @@ def mark_on_account(bills: list[Bill], client: Client | None) -> None:
     allocate_unapplied(client)
 
 
+def bill_on_account(bills: list[Bill], client: Client | None) -> None:
+    """The hook for billing.bills_for_order: refuse bills past the client's credit limit
+    (checked before they count as outstanding), then put them on the client's account."""
+    if client is None:
+        return
+    check_credit(client, sum(b.total_paise for b in bills))
+    mark_on_account(bills, client)
+
+
 def _dues_expr():  # type: ignore[no-untyped-def]
     return func.greatest(Bill.total_paise - Bill.credited_paise - Bill.paid_paise, 0)
 

@@ -76,6 +76,21 @@ def test_credit_limit_refuses_an_order_past_the_limit(factory, session, acme):
     accounts.check_credit(client, 10**9)
 
 
+def test_the_ordering_hook_checks_the_limit_before_billing_on_account(factory, session, acme):
+    client = acme["client"]
+    client.credit_limit_paise = 50000
+    session.commit()
+    _o, bills = on_account_order(factory, session, acme, ["TSH", "HOME"], mark=False)  # 350 + 118 (GST) = 468
+    with acting(acme["org"]):
+        accounts.bill_on_account(bills, client)
+    assert all(b.on_account for b in bills) and accounts.outstanding_paise(client) == 46800
+    _o, more = on_account_order(factory, session, acme, ["GLUF"], mark=False)  # 80: 548 > 500
+    with acting(acme["org"]), pytest.raises(accounts.CreditLimitExceeded):
+        accounts.bill_on_account(more, client)
+    assert not more[0].on_account and accounts.outstanding_paise(client) == 46800
+    accounts.bill_on_account(more, None)  # a walk-in patient's order: nothing to do
+
+
 def test_unapplied_receipt_money_counts_against_exposure(factory, session, acme):
     client = acme["client"]
     client.credit_limit_paise = 30000
