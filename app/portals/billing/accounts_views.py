@@ -11,12 +11,12 @@ from typing import Any
 from flask import Response, abort, current_app, flash, render_template, request, url_for
 from flask_login import current_user
 
+from app import security
 from app.extensions import db
 from app.formatting import parse_rupees
 from app.models import Advance, Branch, Client, DayClosing, Organization, User
 from app.portals import page_or_fragment, see_other
 from app.portals.billing import bp
-from app import security
 from app.security import get_or_404
 from app.services import ServiceError, accounting_exports, accounts, billing, catalogue, day_closing
 
