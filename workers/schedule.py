@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers import einvoice, housekeeping, instruments, notify, refunds, reports
+from workers import einvoice, gateway, housekeeping, instruments, notify, refunds, reports
 
 
 @dataclass(frozen=True)
@@ -32,4 +32,7 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("einvoice-sweep", einvoice.sweep, queue="einvoice", interval=120, timeout=300),
     # Razorpay refunds whose answer was lost: looked up by our lis_refund_id note, adopted or sent once.
     PeriodicJob("refund-gateway-sweep", refunds.sweep, interval=300, timeout=300),
+    # Razorpay events stored but not processed (the web process died after the commit), and
+    # captured payments no event tied to a bill (to the exceptions queue after an hour).
+    PeriodicJob("gateway-webhook-sweep", gateway.sweep, interval=120, timeout=120),
 ]

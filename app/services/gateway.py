@@ -408,39 +408,31 @@ def _apply(gp: GatewayPayment, org: Organization) -> str:
 
 
 def _refund_event(name: str, entities: dict[str, dict[str, Any]], payload: dict[str, Any]) -> tuple[str, bool]:
+    """refund.processed / refund.failed: settled by the refunds service, which finds the refund
+    by Razorpay's id or by the lis_refund_id note we sent (the event can beat our own call's
+    answer), and on failure gives the money back to the bill and payment and opens an
+    exception. Repeated or late events change nothing."""
+    from app.services import refunds  # refunds builds on the gateway client
+
     entity = entities.get("refund") or {}
     rid = str(entity.get("id") or "")[:40]
     if not rid:
         return f"ignored: {name} without a refund", True
-    refund = db.session.execute(select(Refund).where(Refund.gateway_refund_id == rid).with_for_update()
-                                .execution_options(populate_existing=True)).scalar_one_or_none()
+    note = str((entity.get("notes") or {}).get("lis_refund_id", ""))
+    status = name.split(".", 1)[1]
+    refund = refunds.apply_gateway_status(status=status, gateway_refund_id=rid,
+                                          lis_refund_id=int(note) if note.isdigit() else None)
     if refund is None:
         from_queue = db.session.execute(select(BillingException.id).where(
             BillingException.details["gateway_refund_id"].astext == rid)).scalar()
         if from_queue is not None:
-            return f"refund {rid} (exceptions queue #{from_queue}) {name.split('.')[1]}", True
+            return f"refund {rid} (exceptions queue #{from_queue}) {status}", True
         created = entity.get("created_at") or payload.get("created_at") or 0
         if time.time() - float(created or 0) < DEFER_UNKNOWN_REFUND.total_seconds():
             # The refund service may not have committed the id Razorpay just gave it: leave the
             # event unprocessed, for the next delivery or the sweep.
             return f"deferred: refund {rid} not known yet", False
         return f"ignored: refund {rid} was not made here", True
-    before = {"status": refund.status}
-    if name == "refund.processed":
-        if refund.status == "processed":
-            return f"refund {rid} already processed", True
-        refund.status, refund.processed_at = "processed", _now()
-    else:
-        if refund.status in ("processed", "failed"):
-            return f"refund {rid} stays {refund.status}", True
-        refund.status = "failed"
-        refund.last_error = "Razorpay reported the refund failed (refund.failed)."
-        billing_exceptions.open_exception(refund.org_id, kind="refund_failed", source="webhook",
-                                          dedupe_key=f"refund_failed:{rid}", amount_paise=refund.amount_paise,
-                                          reference=rid, bill_id=refund.bill_id, payment_id=refund.payment_id,
-                                          details={"refund_id": refund.id})
-    audit.record(f"refund.{refund.status}", entity_type="refund", entity_id=refund.id, before=before,
-                 after={"status": refund.status, "gateway_refund_id": rid, "amount_paise": refund.amount_paise})
     return f"refund {rid} {refund.status}", True
 
 

@@ -88,7 +88,7 @@ def test_openapi_documents_every_api_route(app, client):
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/v1/") and rule.endpoint != "api.openapi":
             path = rule.rule.removeprefix("/api/v1").replace("<", "{").replace(">", "}")
-            path = path.replace("{int:", "{")
+            path = path.replace("{int:", "{").replace("{path:", "{")
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 routed.add((path, method))
     assert routed and routed == documented

@@ -396,6 +396,9 @@ def test_refund_events_update_the_refund_row(client, session, lab, rzp):  # type
     bad = Refund(payment_id=payment.id, bill_id=bill.id, amount_paise=500, mode="razorpay", status="processing",
                  gateway_refund_id="rfnd_Failed000001", reason="test")
     session.add_all([ok, bad])
+    # as the refunds service does when it sends them: the money is off the payment and the bill
+    payment.refunded_paise += 1500
+    session.get(Bill, bill.id).paid_paise -= 1500
     session.commit()
     processed = rp.event("refund.processed", refund=rp.refund_entity("rfnd_Processed0001", payment_id=pid, amount=1000),
                          payment_entity=rp.payment(pid, amount=bill.total_paise))
@@ -406,11 +409,14 @@ def test_refund_events_update_the_refund_row(client, session, lab, rzp):  # type
     assert "failed" in _deliver(client, failed).json["outcome"]
     late = rp.event("refund.failed", refund=rp.refund_entity("rfnd_Processed0001", payment_id=pid, amount=1000,
                                                              status="failed"))
-    assert "stays processed" in _deliver(client, late).json["outcome"]
+    assert _deliver(client, late).json["outcome"] == "refund rfnd_Processed0001 processed"  # stays processed
     session.expire_all()
     security.use_tenant(session, org.id)
     assert session.get(Refund, ok.id).status == "processed" and session.get(Refund, ok.id).processed_at
     assert session.get(Refund, bad.id).status == "failed"
+    # the failed refund's money is back on the payment and the bill; the processed one stays off
+    assert session.get(Payment, payment.id).refunded_paise == 1000
+    assert session.get(Bill, bill.id).paid_paise == bill.total_paise - 1000
     kinds = [e.kind for e in _exceptions(session, org.id)]
     assert kinds == ["refund_failed"]
     # A refund no one here made, long ago: ignored; a fresh one: left for a later delivery.
