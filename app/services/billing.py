@@ -158,9 +158,14 @@ def bills_for_order(order: Order, branch: Branch, org: Organization) -> list[Bil
     recipient_gstin = client.gstin if client else None
     pos = place_of_supply(org, branch, recipient_state=(client.state_code if client else order.patient.state_code),
                           recipient_registered=bool(recipient_gstin))
-    return [build_bill(order, branch, doc_type, lines, discount, pos=pos, recipient_name=recipient_name,
-                       recipient_gstin=recipient_gstin)
-            for (doc_type, lines), discount in zip(groups, split)]
+    bills = [build_bill(order, branch, doc_type, lines, discount, pos=pos, recipient_name=recipient_name,
+                        recipient_gstin=recipient_gstin)
+             for (doc_type, lines), discount in zip(groups, split)]
+    # A client's order is billed on its account (credit limit checked first); none for a patient.
+    from app.services import accounts  # accounts builds on this module
+
+    accounts.bill_on_account(bills, client)
+    return bills
 
 
 # --- payments -----------------------------------------------------------------------

@@ -5,7 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db
-from app.models import Branch, Department, LabTest, Referrer
+from app.models import Branch, Client, Department, LabTest, Referrer
 
 
 def list_tests(*, active_only: bool = False) -> list[LabTest]:
@@ -18,6 +18,11 @@ def list_tests(*, active_only: bool = False) -> list[LabTest]:
 
 def list_referrers() -> list[Referrer]:
     return list(db.session.execute(select(Referrer).where(Referrer.active.is_(True)).order_by(Referrer.name)).scalars())
+
+
+def list_clients() -> list[Client]:
+    """Active B2B accounts an order can be billed to."""
+    return list(db.session.execute(select(Client).where(Client.active.is_(True)).order_by(Client.name)).scalars())
 
 
 def main_branch() -> Branch:

@@ -19,7 +19,7 @@ from app.extensions import db
 from app.models import (Bill, Branch, Client, LabTest, Order, OrderItem, OrderTest, Organization, Panel,
                         PanelItem, Patient, PriceListItem, Referrer, Sample)
 from app.formatting import IST
-from app.services import ServiceError, billing, identifiers
+from app.services import ServiceError, accounts, billing, identifiers
 
 PRIORITIES = ("routine", "urgent", "stat")
 
@@ -172,7 +172,14 @@ def create_order(patient: Patient, branch: Branch, req: OrderRequest, *, created
         existing = by_idempotency_key(req.idempotency_key)
         if existing is not None:
             return existing, bills_of(existing)
-    client = db.session.get(Client, req.client_id) if req.client_id else None
+    client = None
+    if req.client_id:
+        # Through a scoped SELECT (not session.get, which may answer from the identity map):
+        # another laboratory's client id, or an inactive client, is refused like an unknown one.
+        client = db.session.execute(select(Client).where(Client.id == req.client_id,
+                                                         Client.active.is_(True))).scalar_one_or_none()
+        if client is None:
+            raise OrderInvalid({"client": ["Choose a client from the list, or bill the patient."]})
     if req.referrer_id and db.session.execute(select(Referrer.id).where(Referrer.id == req.referrer_id)).scalar() is None:
         raise OrderInvalid({"referrer": ["Choose a referrer from the list."]})
     items = validate(req, client=client, discount_limit_percent=discount_limit_percent)
@@ -219,7 +226,10 @@ def create_order(patient: Patient, branch: Branch, req: OrderRequest, *, created
                         "discount_paise": order.discount_paise, "discount_reason": order.discount_reason,
                         "samples": [s.barcode for s in order.samples]})
     org = db.session.get(Organization, branch.org_id)
-    bills = billing.bills_for_order(order, branch, org)
+    try:
+        bills = billing.bills_for_order(order, branch, org)
+    except accounts.CreditLimitExceeded as err:
+        raise OrderInvalid({"client": [err.message]}) from None
     return order, bills
 
 

@@ -32,9 +32,9 @@ def acting(org, user=None):
                                               actor_user_id=user.id if user else None))
 
 
-def on_account_order(factory, session, env, codes, *, bill_date: date | None = None, mark=True):
-    """An order for the client (its price list applies), billed on account as the lead's
-    one-line hook in billing.bills_for_order will do."""
+def on_account_order(factory, session, env, codes, *, bill_date: date | None = None):
+    """An order for the client (its price list applies), billed on account by ordering itself
+    (billing.bills_for_order); bill_date backdates it, with its due date, for ageing."""
     org, client = env["org"], env["client"]
     patient = factory.patient(org)
     security.use_tenant(session, org.id)
@@ -44,8 +44,7 @@ def on_account_order(factory, session, env, codes, *, bill_date: date | None = N
         if bill_date is not None:
             for bill in bills:
                 bill.bill_date = bill_date
-        if mark:
-            accounts.mark_on_account(bills, client)
+                bill.due_date = bill_date + timedelta(days=client.credit_days)
     session.commit()
     return order, bills
 
@@ -80,15 +79,16 @@ def test_the_ordering_hook_checks_the_limit_before_billing_on_account(factory, s
     client = acme["client"]
     client.credit_limit_paise = 50000
     session.commit()
-    _o, bills = on_account_order(factory, session, acme, ["TSH", "HOME"], mark=False)  # 350 + 118 (GST) = 468
-    with acting(acme["org"]):
-        accounts.bill_on_account(bills, client)
+    _o, bills = on_account_order(factory, session, acme, ["TSH", "HOME"])  # 350 + 118 (GST) = 468
     assert all(b.on_account for b in bills) and accounts.outstanding_paise(client) == 46800
-    _o, more = on_account_order(factory, session, acme, ["GLUF"], mark=False)  # 80: 548 > 500
-    with acting(acme["org"]), pytest.raises(accounts.CreditLimitExceeded):
-        accounts.bill_on_account(more, client)
-    assert not more[0].on_account and accounts.outstanding_paise(client) == 46800
-    accounts.bill_on_account(more, None)  # a walk-in patient's order: nothing to do
+    with pytest.raises(orders.OrderInvalid) as refused:  # 80 more: 548 > 500
+        on_account_order(factory, session, acme, ["GLUF"])
+    assert "over its credit limit" in refused.value.errors["client"][0]
+    session.rollback()
+    security.use_tenant(session, acme["org"].id)
+    assert accounts.outstanding_paise(client) == 46800
+    assert session.execute(select(Bill).where(Bill.client_id == client.id)).scalars().all() == bills
+    accounts.bill_on_account(bills, None)  # a walk-in patient's order: nothing to do
 
 
 def test_unapplied_receipt_money_counts_against_exposure(factory, session, acme):
@@ -449,3 +449,32 @@ def test_two_clerks_drawing_one_advance_at_once_never_overdraw_it(app):
         assert advance.used_paise == drawn == 20000
         assert db.session.get(Patient, patient_id) is not None
         db.session.remove()
+
+
+def test_reception_bills_an_order_to_a_client_on_account_or_refuses_past_the_limit(client, auth, factory, session,
+                                                                                   acme):
+    """The desk's "Bill to" choice: the client's order goes on its account; past the credit
+    limit the order form says so and nothing is created."""
+    from tests.factories import PASSWORD
+
+    desk = factory.user(acme["org"], "reception")
+    patient = factory.patient(acme["org"])
+    auth.login(desk.username, PASSWORD)
+    form = client.get(f"/reception/patients/{patient.mrn}/orders/new").get_data(as_text=True)
+    assert "Bill to" in form and "Apollo Clinic (on account)" in form
+    ok = client.post_form(f"/reception/patients/{patient.mrn}/orders",
+                          {"tests": "CREA", "priority": "routine", "client_id": str(acme["client"].id)})
+    assert ok.status_code in (200, 303)
+    security.use_tenant(session, acme["org"].id)
+    [bill] = session.execute(select(Bill).where(Bill.client_id == acme["client"].id)).scalars().all()
+    assert bill.on_account and bill.recipient_name == "Apollo Clinic"
+    acme["client"].credit_limit_paise = 20100  # ₹200 used, ₹1 left
+    session.commit()
+    refused = client.post_form(f"/reception/patients/{patient.mrn}/orders",
+                               {"tests": "CREA", "priority": "routine", "client_id": str(acme["client"].id)})
+    assert refused.status_code == 422 and "over its credit limit" in refused.get_data(as_text=True)
+    security.use_tenant(session, acme["org"].id)
+    assert len(session.execute(select(Bill).where(Bill.client_id == acme["client"].id)).scalars().all()) == 1
+    unknown = client.post_form(f"/reception/patients/{patient.mrn}/orders",
+                               {"tests": "CREA", "priority": "routine", "client_id": "999999"})
+    assert unknown.status_code == 422 and "Choose a client from the list" in unknown.get_data(as_text=True)

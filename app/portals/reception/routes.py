@@ -46,9 +46,11 @@ def _order_request(form) -> orders.OrderRequest:  # type: ignore[no-untyped-def]
 
 def _order_form_context(patient: Patient, req: orders.OrderRequest | None = None, errors=None):  # type: ignore[no-untyped-def]
     req = req or orders.OrderRequest(codes=[], idempotency_key=uuid.uuid4().hex)
-    items, unknown = orders.resolve(req.codes)
+    clients = catalogue.list_clients()
+    client = next((c for c in clients if c.id == req.client_id), None)
+    items, unknown = orders.resolve(req.codes, client)
     return dict(patient=patient, req=req, items=items, unknown=unknown, errors=errors or {},
-                gross=sum(i.price_paise for i in items), referrers=catalogue.list_referrers(),
+                gross=sum(i.price_paise for i in items), referrers=catalogue.list_referrers(), clients=clients,
                 discount_limit=_discount_limit())
 
 
