@@ -67,6 +67,14 @@ REF_MODES = {"bank_csv": ["upi", "card", "neft", "cheque", "razorpay"], "razorpa
 AMOUNT_MODES = {"bank_csv": ["upi", "card", "neft", "cheque"], "razorpay_settlement": ["razorpay"]}
 # "payments missing from the statement": UPI/card/Razorpay payments (issue 6).
 MISSING_MODES = {"bank_csv": ["upi", "card"], "razorpay_settlement": ["razorpay"]}
+# How a line's reference can name a payment, per source: one equality join each (hash joins),
+# never one OR join. Bank lines carry the UPI RRN / UTR (india.md §3.2); Razorpay rows carry
+# the payment id (entity_id / payment_id, §3.2-3.3).
+REF_JOINS = {
+    "bank_csv": ["p.rrn = n.reference", "p.reference = n.reference", "p.gateway_order_id = n.reference"],
+    "razorpay_settlement": ["p.gateway_payment_id = n.gateway_payment_id", "p.gateway_payment_id = n.reference",
+                            "p.reference = n.reference"],
+}
 IST_OFFSET = timedelta(hours=5, minutes=30)  # Asia/Kolkata has no daylight saving
 
 
@@ -329,7 +337,8 @@ def _stage(imp: StatementImport) -> dict[str, Any]:
             for line in statements.parse(imp.content, imp.kind, mapping):
                 copy.write_row((line.line_no, line.txn_date, line.amount_paise, line.credit, line.reference,
                                 line.gateway_payment_id, line.settlement_utr, line.order_receipt, line.fee_paise,
-                                line.tax_paise, line.narration, line.raw.get("entity_id", ""), dumps(line.raw)))
+                                line.tax_paise, line.narration, line.raw.get("entity_id", ""),
+                                dumps(line.raw) if line.raw else "{}"))
                 rows += 1
                 if line.credit:
                     low = line.txn_date if low is None or line.txn_date < low else low
@@ -339,107 +348,144 @@ def _stage(imp: StatementImport) -> dict[str, Any]:
     return {"rows": rows, "from": low, "to": high}
 
 
+class _Clock:
+    """Seconds per phase, kept in the import's counts: where a slow import spends its time."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
 def _process(imp: StatementImport) -> dict[str, Any]:
+    clock = _Clock()
     params = {"org": imp.org_id, "imp": imp.id, "source": imp.kind}
     conn = db.session.connection()
     # One reconciliation at a time per organization: two imports matching at once could both
     # pick the same payment (the unique index would then fail one of them).
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('lis-recon'), CAST(:org AS int))"), params)
+    # A batch job: sorts and hash joins of 100k rows stay in memory instead of spilling to disk.
+    conn.execute(text("SET LOCAL work_mem = '64MB'"))
     staged = _stage(imp)
+    clock.lap("parse_and_copy")
     # Fingerprint: source, date, amount, reference (or narration, or Razorpay's entity id)
     # and the occurrence of that key in this file — the same line in an overlapping
-    # statement lands on the row already there; a line repeated within one file is kept
-    # (and flagged duplicate by matching).
-    inserted = conn.execute(text("""
-        INSERT INTO statement_line (org_id, import_id, source, line_no, fingerprint, txn_date, amount_paise,
-                                    fee_paise, tax_paise, reference, gateway_payment_id, settlement_utr,
-                                    order_receipt, narration, raw, status)
-        SELECT CAST(:org AS bigint), CAST(:imp AS bigint), CAST(:source AS text), s.line_no,
-               encode(sha256(convert_to(concat_ws('|', CAST(:source AS text), s.txn_date, s.amount_paise, s.entity,
-                      coalesce(s.reference, ''), CASE WHEN s.reference IS NULL THEN s.narration ELSE '' END,
-                      row_number() OVER (PARTITION BY s.txn_date, s.amount_paise, s.entity, s.reference,
-                                         CASE WHEN s.reference IS NULL THEN s.narration END ORDER BY s.line_no)),
-                      'UTF8')), 'hex'),
-               s.txn_date, s.amount_paise, s.fee_paise, s.tax_paise, s.reference, s.gateway_payment_id,
-               s.settlement_utr, s.order_receipt, s.narration, s.raw,
-               CASE WHEN s.credit THEN 'unmatched' ELSE 'debit' END
-        FROM recon_stage s
-        ON CONFLICT (org_id, fingerprint) DO NOTHING"""), params).rowcount
+    # statement is the row already stored (left out here); a line repeated within one file
+    # is kept (and flagged duplicate by matching). Matching then works on this temp table and
+    # each new line is inserted once, in its final state: updating 100k indexed rows of
+    # statement_line after inserting them cost more than the whole match.
+    conn.execute(text("DROP TABLE IF EXISTS pg_temp.recon_new"))
+    conn.execute(text("""
+        CREATE TEMP TABLE recon_new ON COMMIT DROP AS
+        SELECT f.* FROM (
+            SELECT s.*, encode(sha256(convert_to(concat_ws('|', CAST(:source AS text), s.txn_date, s.amount_paise,
+                          s.entity, coalesce(s.reference, ''), CASE WHEN s.reference IS NULL THEN s.narration ELSE '' END,
+                          row_number() OVER (PARTITION BY s.txn_date, s.amount_paise, s.entity, s.reference,
+                                             CASE WHEN s.reference IS NULL THEN s.narration END ORDER BY s.line_no)),
+                          'UTF8')), 'hex') AS fingerprint
+            FROM recon_stage s) f
+        WHERE NOT EXISTS (SELECT 1 FROM statement_line t WHERE t.org_id = CAST(:org AS bigint)
+                          AND t.fingerprint = f.fingerprint)"""), params)
     conn.execute(text("DROP TABLE IF EXISTS pg_temp.recon_stage"))
+    conn.execute(text("ANALYZE pg_temp.recon_new"))  # temp tables are never auto-analyzed
+    clock.lap("fingerprints")
     window = int((imp.counts or {}).get("window_days", window_days()))
-    result = _match(imp, window=window, date_from=staged["from"], date_to=staged["to"])
-    return {"rows": staged["rows"], "new": inserted, "already_present": staged["rows"] - inserted,
+    result = _match(imp, window=window, date_from=staged["from"], date_to=staged["to"], clock=clock)
+    return {"rows": staged["rows"], "already_present": staged["rows"] - result["new"],
             "window_days": window, "date_from": staged["from"].isoformat() if staged["from"] else None,
-            "date_to": staged["to"].isoformat() if staged["to"] else None, **result}
+            "date_to": staged["to"].isoformat() if staged["to"] else None, **result, "timings": clock.laps}
 
 
-def _match(imp: StatementImport, *, window: int, date_from: date | None, date_to: date | None) -> dict[str, Any]:
+def _match(imp: StatementImport, *, window: int, date_from: date | None, date_to: date | None,
+           clock: _Clock) -> dict[str, Any]:
+    """Match the new lines (pg_temp.recon_new, keyed by line_no) and insert them, then open
+    the exceptions. Set-based: a few statements whatever the number of lines."""
     conn = db.session.connection()
     params: dict[str, Any] = {"org": imp.org_id, "imp": imp.id, "source": imp.kind, "ref_modes": REF_MODES[imp.kind],
                               "amount_modes": AMOUNT_MODES[imp.kind], "missing_modes": MISSING_MODES[imp.kind],
                               "window": window}
-    # a. By reference. Four equality joins (each can use a hash join or index) instead of one
-    #    OR join; per line the best candidate (not yet settled by this source, same amount,
-    #    lowest id); per payment the first line wins and the others are duplicates.
+    settled_earlier = """EXISTS (SELECT 1 FROM statement_line t WHERE t.org_id = CAST(:org AS bigint)
+                                 AND t.source = CAST(:source AS text) AND t.payment_id = {payment})"""
+    # a. By reference. Equality joins (each a hash join) instead of one OR join; per line the
+    #    best candidate (not settled by an earlier line of this source, same amount, lowest
+    #    id); per payment the first line wins and the other lines are duplicates.
+    joins = " UNION ".join(
+        f"""SELECT n.line_no, p.id AS payment_id FROM recon_new n JOIN payment p ON {condition}
+            WHERE n.credit AND p.org_id = CAST(:org AS bigint) AND p.status <> 'failed'
+              AND (p.mode = ANY(:ref_modes) OR (CAST(:source AS text) = 'razorpay_settlement'
+                                                AND p.gateway_payment_id IS NOT NULL))"""
+        for condition in REF_JOINS[imp.kind])
+    conn.execute(text("DROP TABLE IF EXISTS pg_temp.recon_cand"))
+    conn.execute(text(f"CREATE TEMP TABLE recon_cand ON COMMIT DROP AS {joins}"), params)
+    conn.execute(text("ANALYZE pg_temp.recon_cand"))
     conn.execute(text("DROP TABLE IF EXISTS pg_temp.recon_ref"))
-    conn.execute(text("""
+    conn.execute(text(f"""
         CREATE TEMP TABLE recon_ref ON COMMIT DROP AS
-        WITH lines AS (
-            SELECT id, reference, gateway_payment_id, amount_paise FROM statement_line
-            WHERE org_id = CAST(:org AS bigint) AND import_id = CAST(:imp AS bigint) AND status = 'unmatched' AND payment_id IS NULL
-              AND (reference IS NOT NULL OR gateway_payment_id IS NOT NULL)),
-        pays AS MATERIALIZED (
-            SELECT id, amount_paise, rrn, reference, gateway_payment_id, gateway_order_id FROM payment
-            WHERE org_id = CAST(:org AS bigint) AND status <> 'failed'
-              AND (mode = ANY(:ref_modes) OR (CAST(:source AS text) = 'razorpay_settlement' AND gateway_payment_id IS NOT NULL))),
-        cand AS (
-            SELECT l.id AS line_id, p.id AS payment_id FROM lines l JOIN pays p ON p.rrn = l.reference
-            UNION SELECT l.id, p.id FROM lines l JOIN pays p ON p.reference = l.reference
-            UNION SELECT l.id, p.id FROM lines l JOIN pays p ON p.gateway_payment_id = l.reference
-            UNION SELECT l.id, p.id FROM lines l JOIN pays p ON p.gateway_payment_id = l.gateway_payment_id
-            UNION SELECT l.id, p.id FROM lines l JOIN pays p ON p.gateway_order_id = l.reference),
-        best AS (
-            SELECT DISTINCT ON (c.line_id) c.line_id, c.payment_id, p.amount_paise AS payment_amount,
-                   p.amount_paise = l.amount_paise AS same_amount,
-                   EXISTS (SELECT 1 FROM statement_line t WHERE t.org_id = CAST(:org AS bigint) AND t.source = CAST(:source AS text)
-                           AND t.payment_id = c.payment_id) AS taken
-            FROM cand c JOIN payment p ON p.id = c.payment_id JOIN lines l ON l.id = c.line_id
-            ORDER BY c.line_id, 5, 4 DESC, c.payment_id)
-        SELECT b.*, row_number() OVER (PARTITION BY b.payment_id ORDER BY b.same_amount DESC, b.line_id) AS rn
-        FROM best b"""), params)
-    conn.execute(text("""
-        UPDATE statement_line s SET
-            status = CASE WHEN r.taken OR r.rn > 1 THEN 'duplicate' WHEN r.same_amount THEN 'matched' ELSE 'mismatch' END,
-            payment_id = CASE WHEN r.taken OR r.rn > 1 THEN NULL ELSE r.payment_id END,
-            match_rule = CASE WHEN r.taken OR r.rn > 1 THEN NULL ELSE 'reference' END
-        FROM recon_ref r WHERE s.id = r.line_id AND s.org_id = CAST(:org AS bigint)"""), params)
+        WITH best AS (
+            SELECT DISTINCT ON (c.line_no) c.line_no, c.payment_id, p.amount_paise AS payment_amount,
+                   p.amount_paise = n.amount_paise AS same_amount,
+                   {settled_earlier.format(payment="c.payment_id")} AS taken
+            FROM recon_cand c JOIN payment p ON p.id = c.payment_id JOIN recon_new n ON n.line_no = c.line_no
+            ORDER BY c.line_no, 5, 4 DESC, c.payment_id),
+        ranked AS (
+            SELECT b.*, row_number() OVER (PARTITION BY b.payment_id ORDER BY b.same_amount DESC, b.line_no) AS rn
+            FROM best b)
+        SELECT line_no, payment_id, payment_amount, same_amount, (taken OR rn > 1) AS duplicate FROM ranked"""), params)
+    conn.execute(text("ANALYZE pg_temp.recon_ref"))
+    clock.lap("by_reference")
     # b. By amount and time, unique candidates only. A line and a payment that both carry a
     #    strong reference (RRN / Razorpay id) that differ are never paired on amount alone.
     lo = _ist_midnight_utc(date_from - timedelta(days=window)) if date_from else None
     hi = _ist_midnight_utc(date_to + timedelta(days=window + 1)) if date_to else None
-    by_amount = 0
-    if lo is not None:
-        by_amount = conn.execute(text("""
-            WITH lines AS (
-                SELECT id, amount_paise, txn_date, reference FROM statement_line
-                WHERE org_id = CAST(:org AS bigint) AND import_id = CAST(:imp AS bigint) AND status = 'unmatched'),
-            pays AS (
-                SELECT p.id, p.amount_paise, CAST(timezone('Asia/Kolkata', p.received_at) AS date) AS day,
-                       p.rrn, p.gateway_payment_id FROM payment p
-                WHERE p.org_id = CAST(:org AS bigint) AND p.status <> 'failed' AND p.mode = ANY(:amount_modes)
-                  AND p.received_at >= :lo AND p.received_at < :hi
-                  AND NOT EXISTS (SELECT 1 FROM statement_line t WHERE t.org_id = CAST(:org AS bigint) AND t.source = CAST(:source AS text)
-                                  AND t.payment_id = p.id)),
-            pairs AS (
-                SELECT l.id AS line_id, p.id AS payment_id,
-                       count(*) OVER (PARTITION BY l.id) AS per_line, count(*) OVER (PARTITION BY p.id) AS per_payment
-                FROM lines l JOIN pays p ON p.amount_paise = l.amount_paise
-                 AND p.day BETWEEN l.txn_date - CAST(:window AS int) AND l.txn_date + CAST(:window AS int)
-                 AND (l.reference IS NULL OR (p.rrn IS NULL AND p.gateway_payment_id IS NULL)))
-            UPDATE statement_line s SET status = 'matched', payment_id = x.payment_id, match_rule = 'amount_time'
-            FROM pairs x WHERE s.id = x.line_id AND s.org_id = CAST(:org AS bigint) AND x.per_line = 1 AND x.per_payment = 1"""),
-            {**params, "lo": lo, "hi": hi}).rowcount
-    # c. Exceptions for this import's lines that need a clerk (bill from the payment, if any).
+    conn.execute(text("DROP TABLE IF EXISTS pg_temp.recon_amount"))
+    conn.execute(text(f"""
+        CREATE TEMP TABLE recon_amount ON COMMIT DROP AS
+        WITH lines AS (
+            SELECT n.line_no, n.amount_paise, n.txn_date, n.reference FROM recon_new n
+            WHERE n.credit AND NOT EXISTS (SELECT 1 FROM recon_ref r WHERE r.line_no = n.line_no)),
+        pays AS (
+            SELECT p.id, p.amount_paise, CAST(timezone('Asia/Kolkata', p.received_at) AS date) AS day,
+                   p.rrn, p.gateway_payment_id FROM payment p
+            WHERE p.org_id = CAST(:org AS bigint) AND p.status <> 'failed' AND p.mode = ANY(:amount_modes)
+              AND p.received_at >= :lo AND p.received_at < :hi
+              AND NOT {settled_earlier.format(payment="p.id")}
+              AND NOT EXISTS (SELECT 1 FROM recon_ref r WHERE r.payment_id = p.id AND NOT r.duplicate)),
+        pairs AS (
+            SELECT l.line_no, p.id AS payment_id,
+                   count(*) OVER (PARTITION BY l.line_no) AS per_line, count(*) OVER (PARTITION BY p.id) AS per_payment
+            FROM lines l JOIN pays p ON p.amount_paise = l.amount_paise
+             AND p.day BETWEEN l.txn_date - CAST(:window AS int) AND l.txn_date + CAST(:window AS int)
+             AND (l.reference IS NULL OR (p.rrn IS NULL AND p.gateway_payment_id IS NULL)))
+        SELECT line_no, payment_id FROM pairs WHERE per_line = 1 AND per_payment = 1"""),
+        {**params, "lo": lo or datetime.max.replace(tzinfo=timezone.utc), "hi": hi or datetime.min.replace(tzinfo=timezone.utc)})
+    clock.lap("by_amount_time")
+    # c. Each new line, once, in its final state.
+    new = conn.execute(text("""
+        INSERT INTO statement_line (org_id, import_id, source, line_no, fingerprint, txn_date, amount_paise,
+                                    fee_paise, tax_paise, reference, gateway_payment_id, settlement_utr,
+                                    order_receipt, narration, raw, status, match_rule, payment_id)
+        SELECT CAST(:org AS bigint), CAST(:imp AS bigint), CAST(:source AS text), n.line_no, n.fingerprint, n.txn_date,
+               n.amount_paise, n.fee_paise, n.tax_paise, n.reference, n.gateway_payment_id, n.settlement_utr,
+               n.order_receipt, n.narration, n.raw,
+               CASE WHEN NOT n.credit THEN 'debit' WHEN r.duplicate THEN 'duplicate' WHEN r.same_amount THEN 'matched'
+                    WHEN r.line_no IS NOT NULL THEN 'mismatch' WHEN a.line_no IS NOT NULL THEN 'matched'
+                    ELSE 'unmatched' END,
+               CASE WHEN r.line_no IS NOT NULL AND NOT r.duplicate THEN 'reference'
+                    WHEN a.line_no IS NOT NULL THEN 'amount_time' END,
+               CASE WHEN r.line_no IS NOT NULL AND NOT r.duplicate THEN r.payment_id ELSE a.payment_id END
+        FROM recon_new n
+        LEFT JOIN recon_ref r ON r.line_no = n.line_no AND n.credit
+        LEFT JOIN recon_amount a ON a.line_no = n.line_no AND n.credit"""), params).rowcount
+    # No ON CONFLICT here: recon_new already left out the fingerprints stored, and the advisory
+    # lock keeps another import of this organization out until the commit (speculative
+    # insertion cost a fifth of the insert; the unique index still guards).
+    clock.lap("insert_lines")
+    # d. Exceptions for the new lines that need a clerk (the bill from the payment, if any;
+    #    a duplicate names the payment it repeats).
     conn.execute(text("""
         INSERT INTO billing_exception (org_id, kind, source, dedupe_key, amount_paise, reference, bill_id, payment_id,
                                        statement_line_id, details, status, note, created_at)
@@ -452,34 +498,42 @@ def _match(imp: StatementImport, *, window: int, date_from: date | None, date_to
                                   'narration', left(s.narration, 120)),
                'open', '', now()
         FROM statement_line s
-        LEFT JOIN recon_ref r ON r.line_id = s.id
+        LEFT JOIN recon_ref r ON r.line_no = s.line_no
         LEFT JOIN payment p ON p.id = coalesce(s.payment_id, r.payment_id) AND p.org_id = CAST(:org AS bigint)
-        WHERE s.org_id = CAST(:org AS bigint) AND s.import_id = CAST(:imp AS bigint) AND s.status IN ('unmatched', 'mismatch', 'duplicate')
+        WHERE s.org_id = CAST(:org AS bigint) AND s.import_id = CAST(:imp AS bigint)
+          AND s.status IN ('unmatched', 'mismatch', 'duplicate')
         ON CONFLICT (org_id, dedupe_key) DO NOTHING"""), params)
+    clock.lap("line_exceptions")
     missing = 0
     if lo is not None:
-        range_params = {**params, "from": _ist_midnight_utc(date_from), "to": _ist_midnight_utc(date_to + timedelta(days=1))}
-        missing_sql = """
+        range_params = {**params, "from": _ist_midnight_utc(date_from),
+                        "to": _ist_midnight_utc(date_to + timedelta(days=1))}
+        missing_sql = f"""
             FROM payment p
             WHERE p.org_id = CAST(:org AS bigint) AND p.status <> 'failed' AND p.mode = ANY(:missing_modes)
-              AND p.received_at >= :from AND p.received_at < :to
-              AND NOT EXISTS (SELECT 1 FROM statement_line t WHERE t.org_id = CAST(:org AS bigint) AND t.source = CAST(:source AS text)
-                              AND t.payment_id = p.id)"""
+              AND p.received_at >= :from AND p.received_at < :to AND NOT {settled_earlier.format(payment="p.id")}"""
         conn.execute(text(f"""
             INSERT INTO billing_exception (org_id, kind, source, dedupe_key, amount_paise, reference, bill_id,
                                            payment_id, details, status, note, created_at)
-            SELECT CAST(:org AS bigint), 'missing_from_statement', 'statement', 'missing:' || CAST(:source AS text) || ':' || p.id, p.amount_paise,
+            SELECT CAST(:org AS bigint), 'missing_from_statement', 'statement',
+                   'missing:' || CAST(:source AS text) || ':' || p.id, p.amount_paise,
                    coalesce(p.rrn, p.gateway_payment_id, p.reference), p.bill_id, p.id,
-                   jsonb_build_object('import_id', CAST(:imp AS bigint), 'statement', CAST(:source AS text), 'mode', p.mode,
-                                      'received_at', p.received_at), 'open', '', now()
+                   jsonb_build_object('import_id', CAST(:imp AS bigint), 'statement', CAST(:source AS text),
+                                      'mode', p.mode, 'received_at', p.received_at), 'open', '', now()
             {missing_sql}
             ON CONFLICT (org_id, dedupe_key) DO NOTHING"""), range_params)
         missing = conn.execute(text(f"SELECT count(*) {missing_sql}"), range_params).scalar_one()
+    clock.lap("missing")
     found = _close_found_missing(imp)
-    conn.execute(text("DROP TABLE IF EXISTS pg_temp.recon_ref"))
+    for table in ("recon_new", "recon_cand", "recon_ref", "recon_amount"):
+        conn.execute(text(f"DROP TABLE IF EXISTS pg_temp.{table}"))
     states = dict(conn.execute(text("SELECT status, count(*) FROM statement_line WHERE org_id = CAST(:org AS bigint) "
                                     "AND import_id = CAST(:imp AS bigint) GROUP BY status"), params).all())
-    return {**{state: int(states.get(state, 0)) for state in LINE_STATES},
+    by_amount = int(conn.execute(text("SELECT count(*) FROM statement_line WHERE org_id = CAST(:org AS bigint) "
+                                      "AND import_id = CAST(:imp AS bigint) AND match_rule = 'amount_time'"),
+                                 params).scalar_one())
+    clock.lap("close_and_count")
+    return {"new": new, **{state: int(states.get(state, 0)) for state in LINE_STATES},
             "by_reference": int(states.get("matched", 0)) - by_amount, "by_amount_time": by_amount,
             "missing": int(missing), "missing_found": found}
 
