@@ -208,3 +208,21 @@ def test_another_labs_rows_answer_404(client, lab, factory, session, auth):  # t
     assert "bank_hdfc.csv" not in client.get("/billing/reconciliation").get_data(as_text=True)
     other.use()
     assert session.get(BillingException, theirs.id).status == "open"
+
+
+def test_the_queue_works_without_javascript(client, lab, clerk, session):  # type: ignore[no-untyped-def]
+    hdfc_payments(lab)
+    lab.run(lab.upload("bank_hdfc.csv"))
+    exc = lab.exceptions(kind="duplicate")[0]
+    session.commit()
+    page = client.get(f"/billing/exceptions/{exc.id}")
+    assert page.status_code == 200 and "<!doctype html>" in page.get_data(as_text=True)
+    assert "Back to the exceptions queue" in page.get_data(as_text=True)
+    refused = client.post_form(f"/billing/exceptions/{exc.id}/resolve", {"action": "written_off", "note": ""})
+    assert refused.status_code == 422 and "Write a note" in refused.get_data(as_text=True)
+    done = client.post_form(f"/billing/exceptions/{exc.id}/resolve",
+                            {"action": "ignored", "note": "The bank printed p1's credit twice."})
+    assert done.status_code == 303 and done.headers["Location"].endswith("/billing/exceptions")
+    lab.use()
+    session.refresh(exc)
+    assert (exc.status, exc.resolution) == ("resolved", "ignored")
