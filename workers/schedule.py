@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers import einvoice, gateway, housekeeping, instruments, notify, refunds, reports
+from workers import einvoice, gateway, housekeeping, instruments, notify, reconciliation, refunds, reports
 
 
 @dataclass(frozen=True)
@@ -35,4 +35,6 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     # Razorpay events stored but not processed (the web process died after the commit), and
     # captured payments no event tied to a bill (to the exceptions queue after an hour).
     PeriodicJob("gateway-webhook-sweep", gateway.sweep, interval=120, timeout=120),
+    # Statement imports whose job was lost (queued over a minute, processing over 20 minutes).
+    PeriodicJob("recon-import-sweep", reconciliation.sweep, queue="recon", interval=300, timeout=120),
 ]
