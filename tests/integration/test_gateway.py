@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app import audit, security
 from app.integrations import razorpay_gateway as rz
-from app.models import (AuditEvent, Bill, BillingException, GatewayEvent, GatewayPayment, Payment, PaymentLink,
-                        Refund)
+from app.models import (AuditEvent, Bill, BillingException, GatewayEvent, GatewayPayment, Organization, Payment,
+                        PaymentLink, Refund)
 from app.services import api_tokens, billing, gateway
 from tests import providers_razorpay as rp
 from tests.factories import PASSWORD
@@ -31,6 +31,10 @@ def rzp(app, monkeypatch):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def lab(factory, session):  # type: ignore[no-untyped-def]
+    # Webhooks without notes fall back to the only active lab. Organizations that other tests
+    # committed (real-commit concurrency tests) would make that depend on test order, so they
+    # are set inactive inside this test's transaction (rolled back with it).
+    session.execute(update(Organization).values(active=False))
     org = factory.org()
     factory.catalogue(org)
     clerk = factory.user(org, "billing")
@@ -155,7 +159,8 @@ def test_api_payment_link_for_the_due_amount(client, session, lab, rzp):  # type
     assert len(rzp.bodies("/v1/payment_links")) == 1
     security.use_tenant(session, org.id)
     assert session.execute(select(func.count(PaymentLink.id))).scalar_one() == 1
-    assert session.execute(select(AuditEvent).where(AuditEvent.action == "payment_link.created")).scalars().first()
+    assert session.execute(select(AuditEvent).where(AuditEvent.action == "payment_link.created",
+                                                    AuditEvent.org_id == lab["org"].id)).scalars().first()
 
 
 def test_api_refusals(client, session, lab, rzp, factory, app, monkeypatch):  # type: ignore[no-untyped-def]
@@ -218,6 +223,7 @@ def test_link_paid_applies_once_and_repeats_are_counted(client, session, lab, rz
     gp = session.execute(select(GatewayPayment)).scalar_one()
     assert gp.status == "captured" and gp.applied_payment_id == payment.id and gp.bill_number == bill.number
     audited = session.execute(select(AuditEvent).where(AuditEvent.action == "payment.received",
+                                                       AuditEvent.org_id == org.id,
                                                        AuditEvent.entity_id == bill.number)).scalar_one()
     assert audited.actor_label == "webhook:razorpay" and audited.after["mode"] == "razorpay"
 
