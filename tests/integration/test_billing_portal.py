@@ -59,8 +59,10 @@ def test_counter_payment_in_each_mode(client, auth, lab, session, mode, referenc
                                                                                          bill.branch_id)
     assert payment.received_by_id == lab["clerk"].id
     assert payment.rrn == (reference if mode == "upi" else None)
+    assert "lis_counter=desk-2" in response.headers.get("Set-Cookie", "")  # the desk's counter is remembered
     page = client.get(f"/billing/bills/{bill.number}").get_data(as_text=True)
     assert "desk-2" in page and lab["clerk"].username in page
+    assert 'name="counter" value="desk-2"' in page
 
 
 def test_bad_payment_is_refused_with_a_message_and_saves_nothing(client, auth, lab, session):  # type: ignore[no-untyped-def]

@@ -60,13 +60,24 @@ def _bill_or_404(number: str):  # type: ignore[no-untyped-def]
 
 def _bill_context(bill, **extra):  # type: ignore[no-untyped-def]
     org = db.session.get(Organization, current_user.org_id)
-    return dict(bill=bill, org=org, upi=documents.upi_for_bill(org, bill), payment_key=uuid.uuid4().hex,
-                counter=_counter(), **extra)
+    extra.setdefault("counter", _counter())
+    return dict(bill=bill, org=org, upi=documents.upi_for_bill(org, bill), payment_key=uuid.uuid4().hex, **extra)
+
+
+COUNTER_COOKIE = "lis_counter"
 
 
 def _counter() -> str:
-    """The counter (cash drawer) this clerk works at; day-end closing is per counter."""
-    return (request.cookies.get("lis_counter") or "main")[:32]
+    """The counter (cash drawer) this clerk works at; day-end closing is per counter. Kept in a
+    cookie of this browser (a desk's machine) once a payment names it; refunds read it too."""
+    return (request.cookies.get(COUNTER_COOKIE) or "main")[:32]
+
+
+def _remember_counter(response, counter: str):  # type: ignore[no-untyped-def]
+    if counter and counter != request.cookies.get(COUNTER_COOKIE):
+        response.set_cookie(COUNTER_COOKIE, counter, max_age=12 * 3600, httponly=True, samesite="Lax",
+                            secure=current_app.config["SESSION_COOKIE_SECURE"])
+    return response
 
 
 @bp.get("/bills/<path:number>", endpoint="bill")
@@ -77,12 +88,13 @@ def bill_view(number: str):  # type: ignore[no-untyped-def]
 @bp.post("/bills/<path:number>/payments", endpoint="payment_create")
 def payment_create(number: str):  # type: ignore[no-untyped-def]
     bill = _bill_or_404(number)
+    counter = " ".join(request.form.get("counter", "").split())[:32] or _counter()
     try:
         amount = parse_rupees(request.form.get("amount"))
         billing.record_payment(bill, mode=request.form.get("mode", ""), amount_paise=amount,
                                reference=request.form.get("reference", "")[:64], received_by_id=current_user.id,
                                idempotency_key=(request.form.get("idempotency_key") or "")[:64] or None,
-                               counter=request.form.get("counter", "")[:32] or _counter())
+                               counter=counter)
         db.session.commit()
     except (billing.PaymentInvalid, ValueError) as err:
         db.session.rollback()
@@ -91,4 +103,5 @@ def payment_create(number: str):  # type: ignore[no-untyped-def]
         return render_template("billing/bill.html", **_bill_context(bill, payment_error=message)), 422
     flash(f"Payment recorded on {bill.number}.", "success")
     bill = _bill_or_404(number)
-    return page_after_post(url_for(".bill", number=bill.number), "billing/bill.html", **_bill_context(bill))
+    return _remember_counter(page_after_post(url_for(".bill", number=bill.number), "billing/bill.html",
+                                             **_bill_context(bill, counter=counter)), counter)
