@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app import audit
@@ -154,6 +154,14 @@ class WebhookResult:
     event_row_id: int | None = None
 
 
+_STORE_EVENT = text("""
+    INSERT INTO gateway_event (provider, event_id, event, signature_valid, body, remote_addr, received_at,
+                               deliveries, outcome)
+    VALUES (:provider, :event_id, :event, true, :body, :remote_addr, :received_at, 1, 'stored')
+    ON CONFLICT (provider, event_id) WHERE signature_valid DO UPDATE SET deliveries = gateway_event.deliveries + 1
+    RETURNING id, processed_at, deliveries""")
+
+
 def receive_webhook(body: str, *, signature: str | None, event_id: str | None,
                     remote_addr: str | None) -> WebhookResult:
     """Verify, store (committed), de-duplicate and process one delivery."""
@@ -172,14 +180,11 @@ def receive_webhook(body: str, *, signature: str | None, event_id: str | None,
         log.warning("razorpay webhook refused: %s", reason)
         return WebhookResult(400, f"rejected: {reason}", row.id)
     key = (event_id or "").strip()[:64] or "sha256:" + hashlib.sha256(body.encode()).hexdigest()[:56]
-    stored = session.execute(
-        pg_insert(GatewayEvent).values(provider=PROVIDER, event_id=key, event=name, signature_valid=True, body=body,
-                                       remote_addr=(remote_addr or "")[:64], received_at=_now(), deliveries=1,
-                                       outcome="stored")
-        .on_conflict_do_update(index_elements=[GatewayEvent.provider, GatewayEvent.event_id],
-                               index_where=GatewayEvent.signature_valid,
-                               set_={"deliveries": GatewayEvent.deliveries + 1})
-        .returning(GatewayEvent.id, GatewayEvent.processed_at, GatewayEvent.deliveries)).one()
+    # Plain SQL: the ORM's INSERT … ON CONFLICT with a partial-index target is compiled anew
+    # on every call (about 2 ms, a third of a repeated delivery's time).
+    stored = session.execute(_STORE_EVENT, {
+        "provider": PROVIDER, "event_id": key, "event": name, "body": body, "remote_addr": (remote_addr or "")[:64],
+        "received_at": _now()}).one()
     session.commit()  # durable before acknowledged
     if stored.processed_at is not None:
         return WebhookResult(200, "duplicate", stored.id)
