@@ -35,7 +35,7 @@ def critical_order(demo_lab):  # type: ignore[no-untyped-def]
     return demo_lab(make)
 
 
-def test_pathologist_reviews_calls_verifies_and_releases(page, login, critical_order):
+def test_pathologist_reviews_calls_verifies_and_releases(page, login, critical_order, demo_lab):
     accession = critical_order["accession"]
     login(page, "pathologist")
 
@@ -105,6 +105,28 @@ def test_pathologist_reviews_calls_verifies_and_releases(page, login, critical_o
     expect(review.locator("#released-note")).to_contain_text("Released")
     expect(review.locator(".status .badge.ok")).to_have_count(2)
     assert page.evaluate("window.__marker") == 1, "the page reloaded"
+
+    # The report appears: the release queued its render job; run it as the reports worker does
+    # (no worker process in the browser tests), and the versions list, polling while it
+    # renders, shows the issued report with its PDF.
+    versions = page.locator("#report-versions")
+    expect(versions).to_contain_text("Rendering")
+
+    def render(org, branch):  # type: ignore[no-untyped-def]
+        from sqlalchemy import select
+
+        from app.extensions import db
+        from app.models import Order, Report
+        from app.services import reports
+
+        rendering = (select(Report.id, Order.id).join(Order, Order.id == Report.order_id)
+                     .where(Order.accession == accession, Report.status == "rendering"))
+        return [reports.render_report(report_id) for report_id, _ in db.session.execute(rendering).all()]
+
+    assert demo_lab(render) == ["final"]
+    expect(versions.get_by_role("link", name="PDF")).to_be_visible(timeout=15_000)
+    pdf = page.request.get(versions.get_by_role("link", name="PDF").get_attribute("href"))
+    assert pdf.status == 200 and pdf.body()[:5] == b"%PDF-"
 
     # Back on the queue the order is gone; the criticals register shows the call.
     page.get_by_role("link", name="Back to the queue").click()

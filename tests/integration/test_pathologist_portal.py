@@ -502,7 +502,7 @@ def test_a_released_result_is_amended_with_a_reason_and_a_new_report_version(cli
     order = order_of(factory, lab, ["GLUF"])
     enter(session, lab, order, "GLUF", "95")
     page = text_of(client.get(review_url(order)))
-    assert 'id="report-versions"' in page and "/reports/orders/" in page
+    assert 'id="report-panel"' in page and "/reports/orders/" in page
     client.post_form(f"{review_url(order)}/verify", verify_form(shown_versions(page)), headers=HTMX)
     released = client.post_form(f"{review_url(order)}/release", headers=HTMX)
     assert released.status_code == 200 and released.headers["HX-Trigger"] == "report-requested"
