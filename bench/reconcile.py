@@ -180,7 +180,8 @@ def child(env_json: str, path: str) -> None:
         org_id = db.session.execute(text("SELECT id FROM organization WHERE code = 'demo'")).scalar_one()
         security.use_tenant(db.session, org_id)
         with audit.acting_as(audit.AuditContext(actor_label="system:bench", org_id=org_id)):
-            mapping = db.session.execute(select(BankMapping)).scalars().first() or reconciliation.save_mapping(
+            mapping = db.session.execute(select(BankMapping).where(BankMapping.name == "HDFC bench")).scalars().first() \
+                or reconciliation.save_mapping(
                 None, reconciliation.MappingDraft(name="HDFC bench", date_column="Date", credit_column="Deposit Amt.",
                                                   debit_column="Withdrawal Amt.", reference_column="Chq./Ref.No.",
                                                   narration_column="Narration", skip_rows=3))

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from app import audit, security
 from app.extensions import db
-from app.models import Branch, Client, LabTest, Organization, Panel, PriceList, PriceListItem, Referrer, Role
+from app.models import BankMapping, Branch, Client, LabTest, Organization, Panel, PriceList, PriceListItem, Referrer, Role
 from app.services import catalogue_seed, instruments, users
 
 DEMO_ORG_CODE = "demo"
@@ -42,6 +42,9 @@ REFERRERS = [
 # A B2B client billed at its own prices (a client-specific price list overrides the catalogue).
 DEMO_CLIENT = dict(code="SUNRISE", name="Sunrise Multispeciality Hospital", gstin="29AAFCC9980M1ZR", state_code="29",
                    address="80 Feet Road, Koramangala, Bengaluru 560034", credit_limit_paise=50_000_00, credit_days=30)
+DEMO_BANK_MAPPING = dict(name="HDFC Bank statement (CSV)", date_column="Date", date_format="%d/%m/%Y",
+                         credit_column="Deposit Amt.", debit_column="Withdrawal Amt.",
+                         reference_column="Chq./Ref.No.", narration_column="Narration", skip_rows=3)
 DEMO_CLIENT_PRICES = {"CBC": 250_00, "LFT": 450_00, "KFT": 400_00, "TSH": 250_00}
 
 
@@ -110,6 +113,9 @@ def seed_demo(*, password: str | None = None) -> dict[str, str] | None:
         for values in REFERRERS:
             db.session.add(Referrer(org_id=org.id, **values))
         _add_client_price_list(org.id)
+        # A saved bank-statement layout, so reconciliation can be tried at once (the clerk
+        # adds the lab's own banks under Billing → Reconciliation → Bank mappings).
+        db.session.add(BankMapping(org_id=org.id, **DEMO_BANK_MAPPING))
         passwords = {}
         with audit.acting_as(audit.AuditContext(actor_label="system:seed-demo", org_id=org.id)):
             for spec in DEMO_USERS:
