@@ -135,13 +135,14 @@ def _register_blueprints(app: Flask) -> None:
 
 def _register_template_helpers(app: Flask) -> None:
     from app import navigation
-    from app.formatting import format_local_datetime, format_paise
+    from app.formatting import format_amount, format_local_datetime, format_paise
     from app.models.base import utcnow
     from app.services.identifiers import display_mobile, format_abha_number
     from app.services.patients import age_label
 
     app.jinja_env.filters["local_dt"] = format_local_datetime
     app.jinja_env.filters["rupees"] = format_paise
+    app.jinja_env.filters["amount"] = format_amount
     app.jinja_env.globals["now_utc"] = utcnow
     app.jinja_env.filters["age"] = age_label
     app.jinja_env.filters["mobile"] = display_mobile

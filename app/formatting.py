@@ -33,6 +33,16 @@ def format_paise(paise: int | None) -> str:
     return f"{sign}₹{digits}.{fraction:02d}"
 
 
+def format_amount(paise: int | None) -> str:
+    """1234.50: plain rupees with two decimals for form fields and document columns, by integer
+    arithmetic (money never passes through a float)."""
+    if paise is None:
+        return ""
+    sign = "-" if paise < 0 else ""
+    rupees, fraction = divmod(abs(int(paise)), 100)
+    return f"{sign}{rupees}.{fraction:02d}"
+
+
 def parse_rupees(text: str | None) -> int:
     """'1,250.50' or '₹ 1250.5' → 125050 paise. Raises ValueError with a message."""
     from decimal import Decimal, InvalidOperation

@@ -110,3 +110,10 @@ def test_upi_qr_is_generated_once_per_uri():
     first = upi.qr_svg("upi://pay?pa=lab@okaxis&am=10.00")
     second = upi.qr_svg("upi://pay?pa=lab@okaxis&am=10.00")
     assert first is second and upi.qr_svg.cache_info().hits == 1
+
+
+def test_plain_amounts_come_from_integer_paise():
+    from app.formatting import format_amount
+
+    assert [format_amount(p) for p in (0, 5, 1005, 123456789, -250, None)] == \
+        ["0.00", "0.05", "10.05", "1234567.89", "-2.50", ""]
