@@ -43,8 +43,11 @@ def format_amount(paise: int | None) -> str:
     return f"{sign}{rupees}.{fraction:02d}"
 
 
-def parse_rupees(text: str | None) -> int:
-    """'1,250.50' or '₹ 1250.5' → 125050 paise. Raises ValueError with a message."""
+def parse_rupees(text: str | None, *, what: str = "an amount", example: str = "250 or 250.50",
+                 maximum: int = 10_000_000, negative: bool = True) -> int:
+    """'1,250.50' or '₹ 1250.5' → 125050 paise. Raises ValueError with a message naming `what`
+    is asked for; `maximum` is in rupees (the check comes before quantizing, so '1e999' is
+    refused rather than expanded)."""
     from decimal import Decimal, InvalidOperation
 
     cleaned = (text or "").replace("₹", "").replace(",", "").strip()
@@ -53,13 +56,11 @@ def parse_rupees(text: str | None) -> int:
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        raise ValueError("Enter an amount in rupees, like 250 or 250.50.") from None
-    if not value.is_finite():
-        raise ValueError("Enter an amount in rupees, like 250 or 250.50.")
-    if abs(value) > Decimal("10000000"):
-        raise ValueError("That amount is too large.")
+        value = Decimal("NaN")
+    if not value.is_finite() or (value < 0 and not negative):
+        raise ValueError(f"Enter {what} in rupees, like {example}.")
+    if abs(value) > maximum:
+        raise ValueError(f"That {what.split()[-1]} is too large.")
     if value != value.quantize(Decimal("0.01")):
         raise ValueError("At most two decimals (paise).")
-    if abs(value) > Decimal("10000000"):
-        raise ValueError("That amount is too large.")
     return int(value * 100)

@@ -29,7 +29,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask import current_app
@@ -39,6 +39,7 @@ from sqlalchemy.orm import aliased
 
 from app import audit
 from app.extensions import db
+from app.formatting import parse_rupees
 from app.integrations import irp
 from app.models import Bill, Branch, Client, CreditNote, EInvoice, Organization
 from app.models.base import utcnow
@@ -99,20 +100,8 @@ def _rate(rate: Decimal) -> float | int:
 
 def parse_turnover(text: str | None) -> int:
     """Aggregate turnover in rupees ('6,25,00,000' or '62500000.50') → paise; ValueError with a message."""
-    cleaned = (text or "").replace("₹", "").replace(",", "").strip()
-    if not cleaned:
-        return 0
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError("Enter the turnover in rupees, like 62500000 or 6,25,00,000.") from None
-    if not value.is_finite() or value < 0:
-        raise ValueError("Enter the turnover in rupees, like 62500000 or 6,25,00,000.")
-    if value != value.quantize(Decimal("0.01")):
-        raise ValueError("At most two decimals (paise).")
-    if value >= Decimal("1e13"):
-        raise ValueError("That turnover is too large.")
-    return int(value * 100)
+    return parse_rupees(text, what="the turnover", example="62500000 or 6,25,00,000", maximum=10**11 - 1,
+                        negative=False)
 
 
 def ineligible_reason(bill: Bill, org: Organization) -> str | None:
