@@ -778,18 +778,12 @@ def sweep() -> dict[str, int]:
         .limit(500).execution_options(all_tenants=True)).all()
     session.rollback()
     made = 0
-    for bill_id, org_id in missing:
+    enrol = [(Bill, queue_einvoice, row) for row in missing] + [(CreditNote, queue_credit_note, row) for row in notes]
+    for model, queue, (doc_id, org_id) in enrol:
         use_tenant(session, org_id)
         with audit.acting_as(audit.AuditContext(actor_label="system:einvoice", org_id=org_id)):
-            bill = session.get(Bill, bill_id)
-            if bill is not None and queue_einvoice(bill) is not None:
-                made += 1
-            session.commit()
-    for note_id, org_id in notes:
-        use_tenant(session, org_id)
-        with audit.acting_as(audit.AuditContext(actor_label="system:einvoice", org_id=org_id)):
-            note = session.get(CreditNote, note_id)
-            if note is not None and queue_credit_note(note) is not None:
+            document = session.get(model, doc_id)
+            if document is not None and queue(document) is not None:
                 made += 1
             session.commit()
     for einvoice_id, org_id in stuck:
