@@ -7,6 +7,7 @@ from app.models.einvoice import EInvoice
 from app.models.gateway import BillingException, GatewayEvent, GatewayPayment
 from app.models.reconciliation import BankMapping, StatementImport, StatementLine
 from app.models.instrument import Instrument, InstrumentCode, InstrumentMessage, UnmatchedResult
+from app.models.instrument_order import InstrumentOrder
 from app.models.catalogue import (Client, Department, LabTest, Panel, PanelItem, PriceList, PriceListItem,
                                   ReferenceInterval, Referrer)
 from app.models.notification import Notification, WebhookDelivery, WhatsAppWindow

@@ -1,5 +1,5 @@
 """HL7 v2 (ER7) for analyzers: a tolerant split-then-unescape parser, result extraction into
-:class:`ParsedMessage`, ACKs, the Mindray QCK^Q02 query reply and ORM^O01 orders.
+:class:`ParsedMessage`, ACKs, the Mindray QCK^Q02 + DSR^Q03 query answer and ORM^O01 orders.
 
 Why not a library: python-hl7 turns ``\\.br\\`` into CR and loses a backslash in ``\\E\\R\\``;
 hl7apy's strict validation rejects real analyzer output (instruments-libraries.md). Analyzer
@@ -619,6 +619,66 @@ def query_response(msg: Hl7Message, *, found: bool, now: datetime, control_id: s
         d.field.join(["QAK", "SR", "OK" if found else "NF"]),
     ]
     return _encode(segments, msg)
+
+
+@dataclass(frozen=True)
+class QueriedSample:
+    """What the host tells a Mindray analyzer about one queried tube (DSR^Q03)."""
+
+    barcode: str
+    patient_id: str
+    patient_name: str
+    dob: date | None
+    sex: str
+    collected_at: datetime | None  # local time, as the analyzer shows it
+    urgent: bool
+    specimen: str
+    test_codes: list[str]
+
+
+# DSR^Q03 display lines 1-28 (Mindray BS host interface, fixtures citing the BS-200 manual pp. 24-28,
+# instruments.md §1.5 [S13]); tests follow from line 29, one per DSP, as ``code^name^unit^range``.
+_DSP_PATIENT_ID, _DSP_NAME, _DSP_DOB, _DSP_SEX = 1, 3, 4, 5
+_DSP_BARCODE, _DSP_SAMPLE_TIME, _DSP_EMERGENCY, _DSP_SAMPLE_TYPE = 21, 23, 24, 26
+_DSP_FIXED_LINES = 28
+
+
+def query_orders(msg: Hl7Message, sample: QueriedSample, *, now: datetime, control_id: str,
+                 continuation: str = "") -> bytes:
+    """Mindray ``DSR^Q03``: the orders of one queried barcode, sent after ``QCK^Q02 ... QAK|SR|OK``
+    (instruments.md §1.5). MSA/ERR/QAK as in the QCK, the query's QRD and QRF echoed as received,
+    28 DSP lines of patient and sample, one DSP per test code, then ``DSC|<continuation>``
+    (empty in the last DSR of an answer). Every value is escaped; test codes are the instrument's."""
+    d = msg.delimiters
+    lines = {_DSP_PATIENT_ID: sample.patient_id, _DSP_NAME: sample.patient_name,
+             _DSP_DOB: sample.dob.strftime("%Y%m%d") + "000000" if sample.dob else "",
+             _DSP_SEX: _SEXES.get((sample.sex or "").strip().upper(), ""), _DSP_BARCODE: sample.barcode,
+             _DSP_SAMPLE_TIME: _timestamp(sample.collected_at) if sample.collected_at else "",
+             _DSP_EMERGENCY: "Y" if sample.urgent else "N", _DSP_SAMPLE_TYPE: (sample.specimen or "").lower()}
+    texts = [escape(lines.get(n, ""), d) for n in range(1, _DSP_FIXED_LINES + 1)]
+    texts += [escape(code, d) + d.component * 3 for code in sample.test_codes]
+    segments = [
+        _reply_msh(msg, f"DSR{d.component}Q03", control_id, now),
+        d.field.join(["MSA", "AA", msg.raw("MSH-10"), "Message accepted", "", "", "0"]),
+        d.field.join(["ERR", "0"]),
+        d.field.join(["QAK", "SR", "OK"]),
+        *(d.field.join(fields) for name in ("QRD", "QRF") for fields in msg.segments_named(name)[:1]),
+        *(d.field.join(["DSP", str(n), "", text, "", "", ""]) for n, text in enumerate(texts, start=1)),
+        d.field.join(["DSC", escape(continuation, d)]),
+    ]
+    return _encode(segments, msg)
+
+
+def read_ack(msg: Hl7Message) -> tuple[str, str, str]:
+    """An analyzer's answer to a message we sent: (MSA-1 code, MSA-2 = our MSH-10, why), where
+    why is MSA-3, else the ERR text (ERR-3.2 in v2.5+, ERR-1.4.2 before), else ''."""
+    code, acked = msg.get("MSA-1").strip().upper(), msg.get("MSA-2").strip()
+    why = msg.get("MSA-3").strip() or msg.get("ERR-3.2").strip()
+    if not why and msg.segments_named("ERR"):
+        raw = msg.raw("ERR-1").split(msg.delimiters.component)
+        why = unescape(raw[3].split(msg.delimiters.subcomponent)[1], msg.delimiters) if len(raw) > 3 and \
+            msg.delimiters.subcomponent in raw[3] else ""
+    return code, acked, why
 
 
 _SEXES = {"M": "M", "MALE": "M", "F": "F", "FEMALE": "F", "O": "O", "OTHER": "O", "A": "A", "N": "N"}
