@@ -7,6 +7,12 @@ instrument's protocol:
 * HL7 v2 over MLLP: many messages per connection, one ACK each, in order;
 * ASTM E1381 (LIS1-A link layer) carrying E1394 records, with host-query replies.
 
+The listener also writes on HL7 connections: the Mindray host-query answer (QCK^Q02, then one
+DSR^Q03 per queried tube with pending tests, instruments.md §1.5) and the orders of the
+instrument_order outbox (ORM^O01, for instruments with `send_orders`), polled every second
+for the instruments connected here. Each such message waits for the analyzer's ACK, which
+arrives on the same connection and is matched by MSA-2.
+
 Durable before acknowledged: the raw bytes of every message are committed (MessageStore)
 before the ACK - or the ACK of the last ASTM frame - is written. Parsing into results and
 matching them to tubes happens afterwards in an RQ job (app.services.ingestion), which is
@@ -30,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from app.integrations.instruments import astm, astm_link, hl7, mllp
 from app.integrations.instruments.parsed import ProtocolError
-from workers.message_store import InstrumentConfig, MessageStore
+from workers.message_store import InstrumentConfig, MessageStore, OutboxOrder
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -39,6 +45,8 @@ log = logging.getLogger("lis.listeners")
 
 RECONCILE_SECONDS = 5.0
 ASTM_TICK_SECONDS = 1.0
+ORDER_POLL_SECONDS = 1.0
+ORDER_MAX_ATTEMPTS = 10  # then the order is 'failed' ("no ACK"), for a person to look at
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -51,6 +59,10 @@ def _peer(writer: asyncio.StreamWriter) -> str:
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
 
 
+# An analyzer's answer to a message we sent: (MSA-1 code, why, id of the stored ACK message).
+Answer = tuple[str, str, int]
+
+
 class Hl7Connection:
     """One analyzer connection speaking MLLP."""
 
@@ -59,8 +71,23 @@ class Hl7Connection:
         self.instrument, self.store, self.reader, self.writer = instrument, store, reader, writer
         self.peer = _peer(writer)
         self.framer = mllp.MllpFramer(max_message_bytes=instrument.max_message_bytes)
+        self.awaiting: dict[str, asyncio.Future[Answer]] = {}  # our MSH-10 -> the analyzer's ACK
+        self.send_lock = asyncio.Lock()  # one message of ours in flight at a time (MLLP is in order)
+        self.tasks: set[asyncio.Task] = set()
+        self.closed = False
 
     async def run(self) -> None:
+        try:
+            await self._read_loop()
+        finally:
+            self.closed = True
+            for task in self.tasks:
+                task.cancel()
+            for future in self.awaiting.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("connection closed before the ACK"))
+
+    async def _read_loop(self) -> None:
         while True:
             # A half-received block must finish within the read timeout; an idle link may stay
             # open for as long as the analyzer likes (they keep one connection all day).
@@ -106,13 +133,101 @@ class Hl7Connection:
                 acks = hl7.ack_messages(None, event.data, accepted=False, reject=True,
                                         error_text="Not an HL7 message", now=now, control_id=_control_id())
             else:
-                await self._store(event.data, control_id=message.control_id, message_type=message.message_type)
-                # An acknowledgement is never acknowledged (HL7 v2 ch. 2): that would loop forever.
-                acks = [] if message.message_type.split("^")[0] in ("ACK", "MCF") else hl7.ack_messages(
-                    message, event.data, accepted=True, now=now, control_id=_control_id())
+                message_id = await self._store(event.data, control_id=message.control_id,
+                                               message_type=message.message_type)
+                acks = await self._reply(message, event.data, message_id, now)
         for ack in acks:
             self.writer.write(mllp.frame(ack))
         await self.writer.drain()
+
+    async def _reply(self, message: hl7.Hl7Message, raw: bytes, message_id: int, now: datetime) -> list[bytes]:
+        """What answers a stored message (written after the commit: durable before acknowledged)."""
+        if message.message_type.split("^")[0] in ("ACK", "MCF"):
+            # An acknowledgement is never acknowledged (HL7 v2 ch. 2): that would loop forever.
+            # It may answer something we sent; then whoever waits for it learns the outcome.
+            code, acked, why = hl7.read_ack(message)
+            waiter = self.awaiting.pop(acked, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result((code, why, message_id))
+            return []
+        if message.message_type == "QRY^Q02":
+            return [await self._answer_query(message, now)]
+        # IHE LAW QBP^Q11 is acknowledged and stored only: its answer is RSP^K11 and then an
+        # OML^O33 work order (§1.5), not built here (docs/OPERATIONS.md, "Orders to analyzers").
+        return hl7.ack_messages(message, raw, accepted=True, now=now, control_id=_control_id())
+
+    async def _answer_query(self, message: hl7.Hl7Message, now: datetime) -> bytes:
+        """Mindray QRY^Q02 (§1.5): the QCK^Q02 is the query's acknowledgment (QAK OK, or NF when
+        no queried barcode is a received tube with pending tests this analyzer has codes for);
+        the DSR^Q03s follow, one per such tube, each waiting for the analyzer's ACK^Q03."""
+        found = []
+        try:
+            query_ids = hl7.extract(message, self.instrument.profile).query_ids
+            for barcode in query_ids:
+                sample = await self.store.queried_sample(self.instrument, barcode)
+                if sample is not None:
+                    found.append(sample)
+        except Exception:  # the database is away, a bad profile path: answer NF, the analyzer asks again
+            log.warning("host query on instrument %s could not be looked up", self.instrument.id)
+            found = []
+        dsrs = []
+        for n, sample in enumerate(found, start=1):
+            control_id = _control_id()
+            dsrs.append((control_id, hl7.query_orders(message, sample, now=now, control_id=control_id,
+                                                      continuation="" if n == len(found) else str(n + 1))))
+        if dsrs:
+            self._spawn(self._send_answers(dsrs))
+        return hl7.query_response(message, found=bool(found), now=now, control_id=_control_id())
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send_answers(self, messages: list[tuple[str, bytes]]) -> None:
+        for control_id, payload in messages:
+            try:
+                answer = await self.deliver(payload, control_id, self.instrument.read_timeout)
+            except ConnectionError:
+                return
+            if answer is None or answer[0] not in ("AA", "CA"):
+                log.warning("host query answer %s to instrument %s: %s", control_id, self.instrument.id,
+                            "no ACK" if answer is None else f"answered {answer[0]}")
+
+    async def deliver(self, payload: bytes, control_id: str, timeout: float) -> Answer | None:
+        """Send one message of ours and wait for the ACK whose MSA-2 is its MSH-10; None when none
+        comes within timeout. Raises ConnectionError when the connection is (or goes) away."""
+        async with self.send_lock:
+            if self.closed:
+                raise ConnectionError("connection closed")
+            waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+            self.awaiting[control_id] = waiter
+            try:
+                self.writer.write(mllp.frame(payload))
+                await self.writer.drain()
+                return await asyncio.wait_for(waiter, timeout=timeout)
+            except asyncio.TimeoutError:
+                return None
+            finally:
+                self.awaiting.pop(control_id, None)
+
+    async def push_orders(self, orders: list[OutboxOrder]) -> None:
+        """Send queued orders one by one (oldest first), recording each ACK on its row. A row is
+        claimed (attempt counted, held for twice the wait) before its bytes go out, so a crash
+        while waiting means a resend of the same bytes later, never a lost or doubled row."""
+        wait = self.instrument.read_timeout
+        for order in orders:
+            if self.closed or await self.store.claim_order(order.id, hold_seconds=2 * wait) is None:
+                continue
+            try:
+                answer = await self.deliver(order.payload, order.control_id, wait)
+            except ConnectionError:
+                await self.store.order_unanswered(order.id, "connection closed before the ACK", 0, ORDER_MAX_ATTEMPTS)
+                return
+            if answer is None:
+                await self.store.order_unanswered(order.id, f"no ACK within {wait:g} s", wait, ORDER_MAX_ATTEMPTS)
+                return  # an analyzer that does not answer gets the rest later, not a burst now
+            await self.store.order_answered(order.id, *answer)
 
 
 class AstmConnection:
@@ -234,6 +349,44 @@ class InstrumentListeners:
         self.store = store
         self.config: dict[int, InstrumentConfig] = {}
         self.connections: set[asyncio.Task] = set()
+        self.links: dict[int, list[Hl7Connection]] = {}  # instrument id -> its open HL7 connections
+        self.pushing: dict[int, asyncio.Task] = {}  # instrument id -> the task sending its orders
+
+    async def pump_orders(self) -> None:
+        """Every second: the due orders of connected instruments that want them, each batch
+        sent on the instrument's newest connection by a task of its own (one per instrument)."""
+        while True:
+            await asyncio.sleep(ORDER_POLL_SECONDS)
+            try:
+                await self._push_due_orders()
+            except Exception:  # the database is away: the rows wait, nothing is lost
+                log.warning("could not read the instrument order outbox")
+
+    async def _push_due_orders(self) -> None:
+        wanted = {c.id for c in self.config.values() if c.send_orders and c.protocol == "hl7"}
+        idle = {iid: links[-1] for iid, links in self.links.items()
+                if links and iid in wanted and iid not in self.pushing}
+        if not idle:
+            return
+        batches: dict[int, list[OutboxOrder]] = {}
+        for order in await self.store.due_orders(list(idle)):
+            batches.setdefault(order.instrument_id, []).append(order)
+        for iid, batch in batches.items():
+            self.pushing[iid] = asyncio.create_task(self._push(iid, idle[iid], batch))
+
+    async def _push(self, instrument_id: int, link: Hl7Connection, batch: list[OutboxOrder]) -> None:
+        try:
+            await link.push_orders(batch)
+        except Exception:  # a database hiccup while recording: the row is retried when it is due
+            log.warning("orders to instrument %s: not all recorded", instrument_id)
+        finally:
+            self.pushing.pop(instrument_id, None)
+
+    async def stop_pushing(self) -> None:
+        tasks = list(self.pushing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def desired(self) -> dict[int, Handler]:
         self.config = {i.port: i for i in await self.store.instruments()}
@@ -248,14 +401,18 @@ class InstrumentListeners:
             task = asyncio.current_task()
             self.connections.add(task)
             connection_cls = Hl7Connection if protocol == "hl7" else AstmConnection
+            connection = connection_cls(instrument, self.store, reader, writer)
+            links = self.links.setdefault(instrument.id, []) if protocol == "hl7" else []
+            links.append(connection)
             await self.store.connection_changed(instrument.id, +1)
             try:
-                await connection_cls(instrument, self.store, reader, writer).run()
+                await connection.run()
             except (ConnectionError, asyncio.IncompleteReadError):
                 pass  # the analyzer went away; what was committed is safe, the rest it will resend
             except Exception:  # never let one connection's problem take the listener down
                 log.exception("instrument %s connection failed", instrument.id)
             finally:
+                links.remove(connection)
                 writer.close()
                 await self.store.connection_changed(instrument.id, -1)
                 self.connections.discard(task)  # last: serve() waits for this handler to finish
@@ -298,12 +455,18 @@ async def serve(dsn: str, stop: asyncio.Event, *, wake: Callable[[], None] | Non
     instruments = InstrumentListeners(store)
     listeners = ListenerSet(instruments.desired)
     log.info("instrument listener process started")
+    pump = None
     while not stop.is_set():
         await listeners.reconcile()
+        pump = pump or asyncio.create_task(instruments.pump_orders(), name="order-outbox")
         try:
             await asyncio.wait_for(stop.wait(), timeout=RECONCILE_SECONDS)
         except asyncio.TimeoutError:
             pass
+    if pump is not None:
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+    await instruments.stop_pushing()
     await listeners.close()
     for task in list(instruments.connections):
         task.cancel()

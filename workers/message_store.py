@@ -16,8 +16,11 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
+
+from app.integrations.instruments.hl7 import QueriedSample
 
 log = logging.getLogger("lis.listeners")
 
@@ -40,6 +43,7 @@ class InstrumentConfig:
     protocol: str
     port: int
     profile: dict[str, Any]
+    send_orders: bool = False  # HL7: the lab pushes ORM^O01 orders on this instrument's connection
 
     @property
     def max_message_bytes(self) -> int:
@@ -48,6 +52,18 @@ class InstrumentConfig:
     @property
     def read_timeout(self) -> float:
         return float(self.profile.get("read_timeout_seconds", 30))
+
+
+# Times an analyzer displays (the sample time of a DSR^Q03) are the lab's local time.
+LAB_TIME = ZoneInfo("Asia/Kolkata")
+
+
+@dataclass(frozen=True)
+class OutboxOrder:
+    id: int
+    instrument_id: int
+    control_id: str
+    payload: bytes
 
 
 @dataclass
@@ -153,11 +169,11 @@ class MessageStore:
 
     async def instruments(self) -> list[InstrumentConfig]:
         rows = await self._query(
-            "SELECT id, org_id, name, protocol, port, profile, sample_id_field, test_code_field "
+            "SELECT id, org_id, name, protocol, port, profile, sample_id_field, test_code_field, send_orders "
             "FROM instrument WHERE active ORDER BY port", ())
         return [InstrumentConfig(r[0], r[1], r[2], r[3], r[4],
                                  {"sample_id_fallbacks": [], **(r[5] or {}), "sample_id_field": r[6],
-                                  "test_code_field": r[7]}) for r in rows]
+                                  "test_code_field": r[7]}, bool(r[8])) for r in rows]
 
     async def connection_changed(self, instrument_id: int, delta: int) -> None:
         try:
@@ -184,3 +200,63 @@ class MessageStore:
         if not rows:
             return None
         return [r[2] for r in rows if r[2] is not None], rows[0][1] or ""
+
+    async def queried_sample(self, instrument: InstrumentConfig, barcode: str) -> QueriedSample | None:
+        """For an HL7 host query (Mindray QRY^Q02): the received tube of the instrument's own
+        organization with exactly this barcode, its patient, and the instrument's codes for its
+        pending (not yet resulted) tests - one code per test, the lowest, as for pushed orders.
+        None when there is no such tube or no such test: the analyzer is told NF."""
+        rows = await self._query(
+            "SELECT s.barcode, p.mrn, p.full_name, p.date_of_birth, p.sex, s.collected_at, o.priority, s.specimen, "
+            "min(ic.code) FROM sample s "
+            "JOIN lab_order o ON o.id = s.order_id JOIN patient p ON p.id = o.patient_id "
+            "JOIN order_test ot ON ot.sample_id = s.id AND ot.status = 'pending' "
+            "JOIN instrument_code ic ON ic.test_id = ot.test_id AND ic.instrument_id = %s "
+            "WHERE s.org_id = %s AND s.barcode = %s AND s.status IN ('received', 'in_process') "
+            "GROUP BY s.id, p.id, o.id, ot.test_id", (instrument.id, instrument.org_id, barcode))
+        if not rows:
+            return None
+        first = rows[0]
+        collected = first[5].astimezone(LAB_TIME).replace(tzinfo=None) if first[5] else None
+        return QueriedSample(barcode=first[0], patient_id=first[1], patient_name=first[2], dob=first[3],
+                             sex=first[4], collected_at=collected, urgent=first[6] in ("urgent", "stat"),
+                             specimen=first[7], test_codes=sorted({r[8] for r in rows}))
+
+    # ------------------------------------------------------------ the order outbox
+
+    async def due_orders(self, instrument_ids: list[int], limit: int = 50) -> list[OutboxOrder]:
+        """Queued orders whose time has come, oldest first, for these (connected) instruments
+        that still want orders pushed."""
+        rows = await self._query(
+            "SELECT o.id, o.instrument_id, o.control_id, o.payload FROM instrument_order o "
+            "JOIN instrument i ON i.id = o.instrument_id AND i.send_orders AND i.active "
+            "WHERE o.status = 'queued' AND o.next_attempt_at <= now() AND o.instrument_id = ANY(%s) "
+            "ORDER BY o.id LIMIT %s", (sorted(instrument_ids), limit))
+        return [OutboxOrder(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    async def claim_order(self, order_id: int, hold_seconds: float) -> int | None:
+        """Count an attempt before the bytes go out, and hold the row for hold_seconds: if this
+        process dies while waiting for the ACK, the next one resends it after that. Returns the
+        attempt number, or None when the row is no longer due (answered, or taken meanwhile)."""
+        rows = await self._query(
+            "UPDATE instrument_order SET attempts = attempts + 1, last_attempt_at = now(), "
+            "next_attempt_at = now() + make_interval(secs => %s) "
+            "WHERE id = %s AND status = 'queued' AND next_attempt_at <= now() RETURNING attempts",
+            (hold_seconds, order_id))
+        return rows[0][0] if rows else None
+
+    async def order_answered(self, order_id: int, code: str, why: str, ack_message_id: int | None) -> None:
+        """The analyzer's ACK: AA (or a commit accept CA) -> acked; anything else -> failed, with why."""
+        accepted = code in ("AA", "CA")
+        await self._query(
+            "UPDATE instrument_order SET status = %s, ack_code = %s, error = %s, answered_at = now(), "
+            "ack_message_id = %s WHERE id = %s AND status = 'queued'",
+            ("acked" if accepted else "failed", code[:2], "" if accepted else (why or f"answered {code}")[:4000],
+             ack_message_id, order_id), fetch=False)
+
+    async def order_unanswered(self, order_id: int, why: str, retry_seconds: float, max_attempts: int) -> None:
+        """No ACK: try again after retry_seconds, or give up (failed) after max_attempts."""
+        await self._query(
+            "UPDATE instrument_order SET error = %s, next_attempt_at = now() + make_interval(secs => %s), "
+            "status = CASE WHEN attempts >= %s THEN 'failed' ELSE status END "
+            "WHERE id = %s AND status = 'queued'", (why[:4000], retry_seconds, max_attempts, order_id), fetch=False)
