@@ -23,7 +23,8 @@ class InstrumentOrder(TenantScoped, Base):
     __table_args__ = (
         CheckConstraint("status IN ('queued','acked','failed','superseded')", name="status"),
         # The listener's poll reads due rows of connected instruments only: a small partial index.
-        Index("ix_instrument_order_due", "instrument_id", "next_attempt_at", postgresql_where=text("status = 'queued'")),
+        Index("ix_instrument_order_due", "instrument_id", "next_attempt_at",
+              postgresql_where=text("status = 'queued'")),
         # queue_orders_for_sample looks at the latest row of a tube on an instrument.
         Index("ix_instrument_order_sample", "sample_id", "instrument_id"),
     )

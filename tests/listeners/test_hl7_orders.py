@@ -25,7 +25,8 @@ from tests.listeners.support import ack_header, messages_with, probe, uid, wait_
 QUICK = {"read_timeout_seconds": 2}  # also how long a pushed order waits for its ACK
 # name -> (profile, codes, send_orders)
 INSTRUMENTS = {
-    "bs-query": ({"qc_field": "MSH-16", "qc_values": ["1", "2"], **QUICK}, {"1": "GLUF", "3": "CREA", "9": "ALT"}, False),
+    "bs-query": ({"qc_field": "MSH-16", "qc_values": ["1", "2"], **QUICK},
+                 {"1": "GLUF", "3": "CREA", "9": "ALT"}, False),
     # Pushed tests differ from queried ones, so a tube of the query tests is never pushed even
     # once sample receipt queues orders by itself. Two codes for UREA: the lowest one is ordered.
     "bs-push": (QUICK, {"5": "UREA", "50": "UREA", "8": "AST"}, True),

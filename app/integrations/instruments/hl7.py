@@ -648,7 +648,8 @@ def query_orders(msg: Hl7Message, sample: QueriedSample, *, now: datetime, contr
     """Mindray ``DSR^Q03``: the orders of one queried barcode, sent after ``QCK^Q02 ... QAK|SR|OK``
     (instruments.md §1.5). MSA/ERR/QAK as in the QCK, the query's QRD and QRF echoed as received,
     28 DSP lines of patient and sample, one DSP per test code, then ``DSC|<continuation>``
-    (empty in the last DSR of an answer). Every value is escaped; test codes are the instrument's."""
+    (empty in the last DSR of an answer). Each line is ``DSP|n||value|||`` as the fixtures write
+    it. Every value is escaped; test codes are the instrument's."""
     d = msg.delimiters
     lines = {_DSP_PATIENT_ID: sample.patient_id, _DSP_NAME: sample.patient_name,
              _DSP_DOB: sample.dob.strftime("%Y%m%d") + "000000" if sample.dob else "",
