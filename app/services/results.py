@@ -177,28 +177,54 @@ def _collection_time(sample: Sample | None) -> datetime:
     return utcnow()
 
 
+@dataclass
+class Saved:
+    """What one save changed: the result, its ordered test, and the calculated tests of the
+    order that use it, each with its current result (the grid re-renders exactly these)."""
+    order_test: OrderTest
+    result: Result
+    dependents: list[tuple[OrderTest, Result | None]]
+
+
 def save(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> Result:
     """Save a result for one ordered test and recompute the calculated tests that use it."""
-    return save_with_dependents(order_test, entry, user_id=user_id)[0]
+    return save_with_dependents(order_test, entry, user_id=user_id).result
 
 
-def save_with_dependents(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> tuple[Result, list[int]]:
-    """Save a result and recompute the calculated tests that use it; also returns the ids of
-    those calculated tests in this order (the grid re-renders them).
+def save_with_dependents(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> Saved:
+    """Save a result and recompute the calculated tests that use it."""
+    locked = _lock_for_save(OrderTest.id == order_test.id)
+    assert locked is not None  # the caller holds the row
+    return _save_locked(*locked, entry, user_id=user_id)
 
-    The order row is locked first: two inputs of one order saved at the same moment (two
+
+def save_entry(accession: str, order_test_id: int, entry: Entry, *, user_id: int | None) -> Saved | None:
+    """The grid's save: the ordered test only if it belongs to the order with this
+    accession (None otherwise), found, locked and loaded in one statement."""
+    locked = _lock_for_save(OrderTest.id == order_test_id, Order.accession == accession)
+    return None if locked is None else _save_locked(*locked, entry, user_id=user_id)
+
+
+def _lock_for_save(*where) -> tuple[OrderTest, Result | None] | None:  # type: ignore[no-untyped-def]
+    """The order row is locked first: two inputs of one order saved at the same moment (two
     screens, a screen and an analyzer) are serialised, so the calculated tests always see
-    every input and never keep a stale value."""
-    # One statement locks the order row and loads everything a save reads (the intervals follow
-    # in a second), instead of a lock plus a lazy load per attribute.
-    db.session.execute(
-        select(OrderTest, Order.id).join(OrderTest.order).where(OrderTest.id == order_test.id)
+    every input and never keep a stale value. The same statement loads everything a save
+    reads - the ordered test, its order, patient, test and tube, and its current result -
+    instead of a lock plus a query or lazy load for each (the intervals follow in a second)."""
+    row = db.session.execute(
+        select(OrderTest, Order.id, Result).join(OrderTest.order)
+        .outerjoin(Result, (Result.order_test_id == OrderTest.id) & Result.is_current)
+        .where(*where)
         .options(contains_eager(OrderTest.order).joinedload(Order.patient),
                  joinedload(OrderTest.test).selectinload(LabTest.intervals), joinedload(OrderTest.sample))
-        .with_for_update(of=Order)).unique().scalars().one()
-    result = _save_one(order_test, entry, user_id=user_id)
-    _, dependent_ids = _recalculate(order_test.order, changed_code=order_test.test.code, user_id=user_id)
-    return result, dependent_ids
+        .with_for_update(of=Order)).unique().first()
+    return None if row is None else (row[0], row[2])
+
+
+def _save_locked(order_test: OrderTest, current: Result | None, entry: Entry, *, user_id: int | None) -> Saved:
+    result = _save_one(order_test, entry, user_id=user_id, current=current)
+    _, dependents = _recalculate(order_test.order, changed_code=order_test.test.code, user_id=user_id)
+    return Saved(order_test, result, dependents)
 
 
 _UNKNOWN = object()
@@ -270,7 +296,9 @@ def recalculate(order: Order, *, changed_code: str | None = None, user_id: int |
     return _recalculate(order, changed_code=changed_code, user_id=user_id)[0]
 
 
-def _recalculate(order: Order, *, changed_code: str | None, user_id: int | None) -> tuple[list[Result], list[int]]:
+def _recalculate(order: Order, *, changed_code: str | None, user_id: int | None
+                 ) -> tuple[list[Result], list[tuple[OrderTest, Result | None]]]:
+    """The results computed, and every calculated test looked at with its current result."""
     formulas = calculations.dependents(changed_code) if changed_code is not None else list(calculations.FORMULAS)
     if not formulas:
         return [], []
@@ -278,9 +306,13 @@ def _recalculate(order: Order, *, changed_code: str | None, user_id: int | None)
     # on every save was most of a save's time), with their tests in the identity map so
     # `ot.test` below costs no query.
     involved = set(formulas) | {name for code in formulas for name in calculations.FORMULAS[code].inputs}
-    rows = [(ot, test.code) for ot, test in db.session.execute(
-        select(OrderTest, LabTest).join(LabTest, OrderTest.test_id == LabTest.id)
-        .where(OrderTest.order_id == order.id, LabTest.code.in_(involved))).all()]
+    # The tests come attached to their ordered tests (with their intervals, which a computed
+    # value is flagged against and a row without one shows), not as loose rows the identity
+    # map would drop and `ot.test` load again one by one.
+    rows = [(ot, ot.test.code) for ot in db.session.execute(
+        select(OrderTest, LabTest.id).join(OrderTest.test)
+        .where(OrderTest.order_id == order.id, LabTest.code.in_(involved))
+        .options(contains_eager(OrderTest.test).selectinload(LabTest.intervals))).unique().scalars()]
     wanted = {code: ot for ot, code in rows if code in formulas}
     if not wanted:
         return [], []
@@ -291,9 +323,10 @@ def _recalculate(order: Order, *, changed_code: str | None, user_id: int | None)
               if ot_id in currents and currents[ot_id].value_num is not None}
     patient = order.patient
     ctx = calculations.Context(age_years=age_in_days(patient.date_of_birth, utcnow()) // 365, sex=patient.sex)
-    saved = []
+    saved, rows = [], []
     for code, order_test in wanted.items():
         existing = currents.get(order_test.id)
+        rows.append((order_test, existing))
         if existing is not None and (existing.source != "calculated" or existing.status != "entered"):
             continue
         number = calculations.compute(code, values, ctx)
@@ -301,7 +334,8 @@ def _recalculate(order: Order, *, changed_code: str | None, user_id: int | None)
             continue
         saved.append(_save_one(order_test, Entry(raw=format_number(number, order_test.test.decimals),
                                                  source="calculated"), user_id=user_id, current=existing))
-    return saved, [ot.id for ot in wanted.values()]
+        rows[-1] = (order_test, saved[-1])
+    return saved, rows
 
 
 # ---------------------------------------------------------------- reading

@@ -16,7 +16,7 @@ from app import audit
 from app.extensions import db
 from app.models import Order, OrderTest, Sample
 from app.models.base import utcnow
-from app.services import ServiceError, identifiers
+from app.services import ServiceError, identifiers, instrument_orders
 
 # Standard rejection reasons (CLSI GP33 / NABL 112 pre-examination nonconformities).
 REJECTION_REASONS: dict[str, str] = {
@@ -106,7 +106,11 @@ def receive(sample: Sample, *, user_id: int | None, at: datetime | None = None) 
     extra: dict[str, object] = {}
     if sample.collected_at is None:
         extra = {"collected_at": now, "collected_by_id": user_id}
-    return _transition(sample, "receive", received_at=now, received_by_id=user_id, **extra)
+    received = _transition(sample, "receive", received_at=now, received_by_id=user_id, **extra)
+    # In the receipt's own transaction: an analyzer that takes pushed orders gets one exactly
+    # when the tube is in the lab (the listener sends it; workers/listeners.py).
+    instrument_orders.queue_orders_for_sample(received)
+    return received
 
 
 def reject(sample: Sample, reason: str, note: str = "", *, user_id: int | None) -> Sample:

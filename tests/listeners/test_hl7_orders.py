@@ -369,3 +369,23 @@ def test_an_ack_for_nothing_we_sent_is_stored_and_ignored(lab):
         ack_id = answer(analyzer, "NEVER" + uid(), "AA")
         probe(analyzer, lab)
     assert [m["message_type"] for m in messages_with(lab, "bs-push", ack_id)] == ["ACK^O01"]
+
+
+def test_receipt_itself_queues_the_order_and_it_is_pushed(lab):
+    """samples.receive queues the ORM^O01 in the receipt's transaction: no other call needed."""
+    order = lab.order(["UREA", "AST"], sex="male", receive=False)
+    barcode = order["tubes"]["Plain"]
+    assert outbox(lab, barcode) == []  # collected, not in the lab yet: nothing for the analyzer
+
+    def receive() -> None:
+        from app.services import samples
+
+        samples.receive(samples.by_barcode(barcode), user_id=None)
+    lab.run(receive)
+    [row] = outbox(lab, barcode)
+    assert (row["instrument"], row["codes"]) == ("bs-push", "5~8")
+    with MllpClient(lab.port("bs-push")) as analyzer:
+        assert analyzer.read_block(timeout=5) == row["payload"]
+        answer(analyzer, row["control_id"], "AA")
+        [acked] = settled(lab, barcode, "acked")
+        assert acked["id"] == row["id"]

@@ -134,24 +134,26 @@ def results_grid(accession: str):  # type: ignore[no-untyped-def]
 
 @bp.post("/orders/<accession>/results/<int:order_test_id>", endpoint="result_save")
 def result_save(accession: str, order_test_id: int):  # type: ignore[no-untyped-def]
-    ot = results.order_test_of(accession, order_test_id) or abort(404)
     raw, comment = request.form.get("value", "")[:400], request.form.get("comment", "")[:2000]
-    ot_id, order_id = ot.id, ot.order_id
     try:
-        _, refresh = results.save_with_dependents(ot, results.Entry(raw=raw, comment=comment), user_id=current_user.id)
+        saved = results.save_entry(accession, order_test_id, results.Entry(raw=raw, comment=comment),
+                                   user_id=current_user.id) or abort(404)
     except ServiceError as err:
         db.session.rollback()
-        return _refused(accession, order_id, ot_id, err.message, raw, comment)
+        ot = results.order_test_of(accession, order_test_id) or abort(404)
+        return _refused(accession, ot.order_id, ot.id, err.message, raw, comment)
     if not wants_fragment():
-        name = ot.test.name
+        name = saved.order_test.test.name
         db.session.commit()
         flash(f"Saved {name}.", "success")
-        return see_other(url_for(".results", accession=accession) + f"#ot-{ot_id}")
-    # Rendered from the session before the commit: the objects are fresh, nothing is reloaded.
-    # If the commit fails the exception propagates and this page is never sent.
-    rows = _rows_for(order_id, [ot_id, *refresh])
-    page = render_template("technician/_result_saved.html", row=next(r for r in rows if r.ot.id == ot_id),
-                           calculated=[r for r in rows if r.ot.id != ot_id], accession=accession, **HELPERS)
+        return see_other(url_for(".results", accession=accession) + f"#ot-{order_test_id}")
+    # Rendered from what the save returned, before the commit: the objects are fresh and
+    # nothing is read again. If the commit fails the exception propagates and this page is
+    # never sent.
+    rows = _with_rerun_reasons([Row(ot, result, _interval_for(ot, result))
+                                for ot, result in [(saved.order_test, saved.result), *saved.dependents]])
+    page = render_template("technician/_result_saved.html", row=rows[0], calculated=rows[1:],
+                           accession=accession, **HELPERS)
     db.session.commit()
     return page
 
