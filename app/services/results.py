@@ -284,7 +284,7 @@ def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None, curre
         verification.try_autoverify(result, order_test, test, sample)
     if sample is not None:
         samples.start_processing(sample)
-        samples.complete_if_done(sample)
+        samples.complete_if_done(sample, entered=order_test)
     return result
 
 

@@ -128,13 +128,17 @@ def start_processing(sample: Sample) -> None:
         sample.status = "in_process"
 
 
-def complete_if_done(sample: Sample) -> None:
-    """The tube is done when none of its tests waits for a result (one small query, not a
-    load of every test on the tube)."""
+def complete_if_done(sample: Sample, *, entered: OrderTest) -> None:
+    """The tube is done when none of its tests but the one just `entered` waits for a result:
+    one small query, not a load of every test on the tube. The test just entered is left out
+    by id, so the answer does not depend on whether its new status has been flushed yet, and
+    the query does not flush the save's pending audit rows (they go with the commit)."""
     if sample.status not in ("received", "in_process"):
         return
-    waiting = db.session.execute(select(OrderTest.id).where(OrderTest.sample_id == sample.id,
-                                                            OrderTest.status == "pending").limit(1)).first()
+    with db.session.no_autoflush:
+        waiting = db.session.execute(select(OrderTest.id).where(
+            OrderTest.sample_id == sample.id, OrderTest.status == "pending", OrderTest.id != entered.id,
+        ).limit(1)).first()
     if waiting is None:
         sample.status = "done"
 
