@@ -13,7 +13,7 @@ from config import PROJECT_ROOT, Config
 
 def create_app(config: Config | None = None) -> Flask:
     from app import audit, observability, security, web
-    from app.extensions import compress, csrf, db, htmx, limiter, login_manager, migrate
+    from app.extensions import compress, csrf, db, htmx, limiter, login_manager, migrations_on_demand
 
     if config is None:
         config = Config.from_env()
@@ -34,7 +34,7 @@ def create_app(config: Config | None = None) -> Flask:
     # First, so every answer (a CSRF refusal, a 429) carries a request id.
     observability.init_request_tracking(app)
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
+    migrations_on_demand(app)
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -1,12 +1,15 @@
 """Extensions, created without an app and wired in create_app() with init_app()."""
 from __future__ import annotations
 
-from flask import current_app
+from typing import Any
+
+import click
+from flask import Flask, current_app, g
+from flask.cli import with_appcontext
 from flask_compress import Compress
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
@@ -15,7 +18,6 @@ import redis as redis_lib
 from app.models.base import Base
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
@@ -43,3 +45,68 @@ def redis_client() -> redis_lib.Redis:
         )
         current_app.extensions["lis_redis"] = client
     return client
+
+
+# ---------------------------------------------------------------- migrations, set up on demand
+# Flask-Migrate imports Alembic, Mako and Pygments: ~11 MB in every process that creates the
+# app. Only `flask db ...`, the supervisor's start-up upgrade, tests and benches need it, so
+# it is set up the first time something asks for app.extensions["migrate"] (as
+# flask_migrate.upgrade() and migrations/env.py do) or runs a `flask db` command, never in a
+# web worker (docs/PERFORMANCE.md, worker memory).
+
+def init_migrations(app: Flask) -> None:
+    from flask_migrate import Migrate
+
+    from config import PROJECT_ROOT
+
+    Migrate().init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
+
+
+class _Extensions(dict):  # type: ignore[type-arg]
+    """app.extensions, which sets Flask-Migrate up when "migrate" is first looked up."""
+
+    def __init__(self, app: Flask, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._app = app
+
+    def __missing__(self, key: str) -> Any:
+        if key != "migrate":
+            raise KeyError(key)
+        init_migrations(self._app)
+        return dict.__getitem__(self, key)
+
+
+def _remember_migrate_options(directory: str | None, x_arg: tuple[str, ...]) -> None:
+    g.directory, g.x_arg = directory, x_arg  # read by Migrate.get_config()
+
+
+class _MigrateCommands(click.Group):
+    """`flask db ...`: Flask-Migrate's own command group, loaded when a db command runs."""
+
+    def __init__(self, app: Flask):
+        # The same options as Flask-Migrate's group, handed to its commands the same way (g).
+        super().__init__(
+            "db", help="Database migrations (Flask-Migrate): upgrade, downgrade, current, history...",
+            callback=with_appcontext(_remember_migrate_options), params=[
+                click.Option(["-d", "--directory"], default=None,
+                             help='Migration script directory (default is "migrations")'),
+                click.Option(["-x", "--x-arg"], multiple=True,
+                             help="Additional arguments consumed by custom env.py scripts")])
+        self._app = app
+
+    def _commands(self) -> click.Group:
+        self._app.extensions["migrate"]  # noqa: B018 - sets Flask-Migrate up
+        from flask_migrate.cli import db as commands
+
+        return commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._commands().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self._commands().get_command(ctx, name)
+
+
+def migrations_on_demand(app: Flask) -> None:
+    app.extensions = _Extensions(app, app.extensions)
+    app.cli.add_command(_MigrateCommands(app))

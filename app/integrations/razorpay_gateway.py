@@ -15,17 +15,19 @@ storm bench talk to a local server that speaks the same API. Facts from
   SignatureVerificationError on a mismatch.
 
 Unconfigured (no RAZORPAY_KEY_ID / secret) `from_config` answers None and callers say so.
+
+The SDK (with `requests`, ~5 MB a process) is imported on first use, not by every web worker
+that never talks to Razorpay (docs/PERFORMANCE.md, worker memory).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import razorpay
-import requests
-from razorpay.errors import BadRequestError, GatewayError, ServerError, SignatureVerificationError
-from razorpay.utility.utility import Utility
+if TYPE_CHECKING:
+    import razorpay
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +59,15 @@ class RazorpayGateway:
                    (config.get("RAZORPAY_API_BASE") or "https://api.razorpay.com").rstrip("/"),
                    float(config.get("LIS_PROVIDER_TIMEOUT") or 20))
 
-    def _client(self) -> razorpay.Client:
+    def _client(self) -> "razorpay.Client":
+        import razorpay
+
         return razorpay.Client(auth=(self.key_id, self.key_secret), base_url=self.api_base)
 
     def _call(self, what: str, fn: Any, *args: Any) -> dict[str, Any]:
+        import requests
+        from razorpay.errors import BadRequestError, GatewayError, ServerError
+
         # The SDK sends no timeout of its own: a hung gateway must not hold a clerk's request.
         try:
             answer = fn(*args, timeout=self.timeout)
@@ -119,16 +126,22 @@ def _notes(notes: dict[str, str]) -> dict[str, str]:
     return {str(k)[:40]: str(v)[:MAX_NOTE_VALUE] for k, v in list(notes.items())[:15]}
 
 
-_UTILITY = Utility(None)  # verify_webhook_signature needs no client credentials
+@cache
+def _utility() -> Any:
+    from razorpay.utility.utility import Utility
+
+    return Utility(None)  # verify_webhook_signature needs no client credentials
 
 
 def verify_webhook(body: str, signature: str | None, secret: str) -> bool:
     """True when `signature` is the webhook secret's HMAC of `body` (the raw text, as
     received: india.md §3.3 "do not parse or cast the webhook request body")."""
+    from razorpay.errors import SignatureVerificationError
+
     if not secret or not signature:
         return False
     try:
-        return bool(_UTILITY.verify_webhook_signature(body, signature.strip(), secret))
+        return bool(_utility().verify_webhook_signature(body, signature.strip(), secret))
     except SignatureVerificationError:
         return False
     except TypeError:  # a signature with non-ASCII characters cannot be compared: not ours

@@ -9,8 +9,6 @@ import threading
 from dataclasses import dataclass
 from datetime import date
 
-import barcode
-from barcode.writer import SVGWriter
 from flask import render_template
 
 from app import audit
@@ -102,6 +100,9 @@ def warm_up() -> None:
 
 def code128_data_uri(value: str) -> str:
     """A Code 128 barcode as an SVG data URI (vector: crisp on 203 dpi thermal printers)."""
+    import barcode  # imported when the first label is printed, not by every web worker
+    from barcode.writer import SVGWriter
+
     buffer = io.BytesIO()
     barcode.get("code128", value, writer=SVGWriter()).write(
         buffer, options={"module_width": 0.25, "module_height": 9, "write_text": False, "quiet_zone": 2})
