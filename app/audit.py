@@ -16,7 +16,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 
 from app.extensions import db
 from app.models import AuditEvent
@@ -101,10 +101,20 @@ def record(
 
 
 def add_created(obj: Any, *, entity_type: str, fields: Iterable[str], key: str = "id",
-                extra: dict[str, Any] | None = None) -> Any:
-    """Add a new row, flush it for its id, and audit `<entity_type>.created` with its fields."""
+                extra: dict[str, Any] | None = None, flush: bool = True) -> Any:
+    """Add a new row, flush it for its id, and audit `<entity_type>.created` with its fields.
+
+    With flush=False the id is taken from the table's sequence instead (one small query) and
+    the row is written with the transaction's next flush, with the audit row and whatever else
+    is pending: a hot path (a result save) pays one flush instead of two. Callers that rely on
+    the flush to meet a constraint violation at once keep the default."""
     db.session.add(obj)
-    db.session.flush()
+    if flush or key != "id":
+        db.session.flush()
+    elif obj.id is None:
+        sequence = func.pg_get_serial_sequence(obj.__table__.name, "id")
+        with db.session.no_autoflush:  # asking for the id must not write the row after all
+            obj.id = db.session.execute(select(func.nextval(sequence))).scalar_one()
     record(f"{entity_type}.created", entity_type=entity_type, entity_id=getattr(obj, key),
            after={**snapshot(obj, fields), **(extra or {})})
     return obj

@@ -187,8 +187,12 @@ class Saved:
 
 
 def save(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> Result:
-    """Save a result for one ordered test and recompute the calculated tests that use it."""
-    return save_with_dependents(order_test, entry, user_id=user_id).result
+    """Save a result for one ordered test and recompute the calculated tests that use it. The
+    rows are written (flushed) before it returns, so a caller may point other rows at the
+    result's id (the unmatched queue does) without a relationship to order the writes."""
+    saved = save_with_dependents(order_test, entry, user_id=user_id).result
+    db.session.flush()
+    return saved
 
 
 def save_with_dependents(order_test: OrderTest, entry: Entry, *, user_id: int | None) -> Saved:
@@ -200,7 +204,8 @@ def save_with_dependents(order_test: OrderTest, entry: Entry, *, user_id: int | 
 
 def save_entry(accession: str, order_test_id: int, entry: Entry, *, user_id: int | None) -> Saved | None:
     """The grid's save: the ordered test only if it belongs to the order with this
-    accession (None otherwise), found, locked and loaded in one statement."""
+    accession (None otherwise), found, locked and loaded in one statement. The new rows are
+    written with the caller's commit (one flush for the whole save)."""
     locked = _lock_for_save(OrderTest.id == order_test_id, Order.accession == accession)
     return None if locked is None else _save_locked(*locked, entry, user_id=user_id)
 
@@ -216,7 +221,7 @@ def _lock_for_save(*where) -> tuple[OrderTest, Result | None] | None:  # type: i
         .outerjoin(Result, (Result.order_test_id == OrderTest.id) & Result.is_current)
         .where(*where)
         .options(contains_eager(OrderTest.order).joinedload(Order.patient),
-                 joinedload(OrderTest.test).selectinload(LabTest.intervals), joinedload(OrderTest.sample))
+                 joinedload(OrderTest.test).joinedload(LabTest.intervals), joinedload(OrderTest.sample))
         .with_for_update(of=Order)).unique().first()
     return None if row is None else (row[0], row[2])
 
@@ -277,7 +282,7 @@ def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None, curre
         result = Result(order_test_id=order_test.id, patient_id=patient.id, test_id=test.id,
                         attempt=order_test.attempts, entered_by_id=user_id, status="entered", **fields)
         audit.add_created(result, entity_type="result", fields=("order_test_id", "attempt", *audited),
-                          extra={"test": test.code, "message_id": entry.message_id})
+                          extra={"test": test.code, "message_id": entry.message_id}, flush=False)
     order_test.status = "entered"
     if entry.source != "calculated":
         from app.services import verification  # verification builds on results, not the other way
