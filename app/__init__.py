@@ -89,11 +89,12 @@ def _configure_login(app: Flask) -> None:
         except ValueError:
             return None
         # The header of every page shows the organization and branch: load them with the user.
-        user = db.session.execute(
-            select(User).where(User.id == user_id)
-            .options(joinedload(User.organization), joinedload(User.branch))
-            .execution_options(all_tenants=True)
-        ).scalar_one_or_none()
+        # An htmx request answers a fragment without the header: the user row alone (a
+        # fragment that does name them loads them lazily).
+        stmt = select(User).where(User.id == user_id).execution_options(all_tenants=True)
+        if not request.headers.get("HX-Request"):
+            stmt = stmt.options(joinedload(User.organization), joinedload(User.branch))
+        user = db.session.execute(stmt).scalar_one_or_none()
         # A password change or deactivation bumps session_version: older sessions end here.
         if user is None or not user.active or user.session_version != version:
             return None

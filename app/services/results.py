@@ -315,9 +315,9 @@ def _recalculate(order: Order, *, changed_code: str | None, user_id: int | None
     # value is flagged against and a row without one shows), not as loose rows the identity
     # map would drop and `ot.test` load again one by one.
     rows = [(ot, ot.test.code) for ot in db.session.execute(
-        select(OrderTest, LabTest.id).join(OrderTest.test)
+        select(OrderTest, LabTest.id, ReferenceInterval.id).join(OrderTest.test).outerjoin(LabTest.intervals)
         .where(OrderTest.order_id == order.id, LabTest.code.in_(involved))
-        .options(contains_eager(OrderTest.test).selectinload(LabTest.intervals))).unique().scalars()]
+        .options(contains_eager(OrderTest.test).contains_eager(LabTest.intervals))).unique().scalars()]
     wanted = {code: ot for ot, code in rows if code in formulas}
     if not wanted:
         return [], []
