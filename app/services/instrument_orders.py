@@ -13,14 +13,16 @@ import uuid
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app import audit
 from app.extensions import db
 from app.formatting import IST
 from app.integrations.instruments import hl7
 from app.models import Instrument, InstrumentCode, OrderTest, Sample
+from app.models.base import utcnow
 from app.models.instrument_order import InstrumentOrder
+from app.services import ServiceError
 
 ORDER_STYLE = "ORM^O01"  # the only order message built (hl7.build_order_message)
 RECEIVED_STATES = ("received", "in_process")
@@ -83,3 +85,39 @@ def orders_for_sample(sample: Sample) -> list[InstrumentOrder]:
     """Every order row of a tube, oldest first (what was pushed, and what the analyzer said)."""
     return list(db.session.execute(select(InstrumentOrder).where(InstrumentOrder.sample_id == sample.id)
                                    .order_by(InstrumentOrder.id)).scalars())
+
+
+# ---------------------------------------------------------------- what the floor sees
+
+def recent(instrument_id: int, *, status: str | None = None, limit: int = 100) -> list[tuple[InstrumentOrder, str]]:
+    """An instrument's latest order rows with their tube's barcode, newest first."""
+    stmt = (select(InstrumentOrder, Sample.barcode).join(Sample, Sample.id == InstrumentOrder.sample_id)
+            .where(InstrumentOrder.instrument_id == instrument_id))
+    if status:
+        stmt = stmt.where(InstrumentOrder.status == status)
+    return [(row, barcode) for row, barcode in
+            db.session.execute(stmt.order_by(InstrumentOrder.id.desc()).limit(limit)).all()]
+
+
+def open_counts() -> dict[int, dict[str, int]]:
+    """Per instrument: orders still waiting to go (queued) and orders that failed, for the
+    status screen (a failed order needs a person: the analyzer refused it or never answered)."""
+    counts: dict[int, dict[str, int]] = {}
+    for instrument_id, status, n in db.session.execute(
+            select(InstrumentOrder.instrument_id, InstrumentOrder.status, func.count(InstrumentOrder.id))
+            .where(InstrumentOrder.status.in_(("queued", "failed")))
+            .group_by(InstrumentOrder.instrument_id, InstrumentOrder.status)):
+        counts.setdefault(instrument_id, {})[status] = n
+    return counts
+
+
+def retry(order: InstrumentOrder, *, user_id: int) -> None:
+    """Send a failed order again (the same bytes: the analyzer can tell it is the same order),
+    after someone fixed what made it fail (a code map, the analyzer's queue). Audited."""
+    if order.status != "failed":
+        raise ServiceError("Only a failed order can be sent again.")
+    before = {"status": order.status, "attempts": order.attempts, "ack_code": order.ack_code, "error": order.error}
+    order.status, order.attempts, order.next_attempt_at = "queued", 0, utcnow()
+    order.ack_code, order.error, order.answered_at = "", "", None
+    audit.record("instrument_order.retried", entity_type="instrument_order", entity_id=order.id, before=before,
+                 after={"status": "queued", "by_user_id": user_id})

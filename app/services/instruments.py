@@ -14,7 +14,7 @@ from app.extensions import db
 from app.formatting import IST
 from app.models import Instrument, InstrumentCode, InstrumentMessage, LabTest, UnmatchedResult
 from app.models.instrument import DEFAULT_FIELDS, PROTOCOLS
-from app.services import ServiceError
+from app.services import ServiceError, instrument_orders
 
 AUDITED = ("name", "make", "model", "protocol", "port", "sample_id_field", "test_code_field", "profile",
            "send_orders", "active", "department_id")
@@ -186,6 +186,7 @@ class LinkStatus:
     connected: bool
     counts: dict[str, int]
     open_unmatched: int
+    orders: dict[str, int]  # pushed orders still queued / failed (instruments with send_orders)
 
 
 def status(now: datetime | None = None) -> list[LinkStatus]:
@@ -201,6 +202,7 @@ def status(now: datetime | None = None) -> list[LinkStatus]:
     unmatched = dict(db.session.execute(
         select(UnmatchedResult.instrument_id, func.count(UnmatchedResult.id))
         .where(UnmatchedResult.status == "open").group_by(UnmatchedResult.instrument_id)).all())
+    orders = instrument_orders.open_counts()
     out = []
     for instrument in all_instruments():
         by_outcome = counts.get(instrument.id, {})
@@ -208,5 +210,6 @@ def status(now: datetime | None = None) -> list[LinkStatus]:
                    by_outcome.get("partly_matched", 0), "unmatched": by_outcome.get("unmatched", 0) +
                    by_outcome.get("partly_matched", 0), "rejected": by_outcome.get("rejected", 0),
                    "qc": by_outcome.get("qc", 0), "waiting": by_outcome.get("stored", 0)}
-        out.append(LinkStatus(instrument, instrument.connections > 0, summary, unmatched.get(instrument.id, 0)))
+        out.append(LinkStatus(instrument, instrument.connections > 0, summary, unmatched.get(instrument.id, 0),
+                              orders.get(instrument.id, {})))
     return out

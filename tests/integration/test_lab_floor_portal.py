@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app import audit, security
+from app.models.instrument_order import InstrumentOrder
 from app.models import (AuditEvent, Instrument, InstrumentCode, InstrumentMessage, LabTest, Order, Result, Sample,
                         UnmatchedResult)
 from app.services import catalogue_seed, identifiers, instruments, orders, patients, samples
@@ -511,6 +512,51 @@ def test_instrument_status_refreshes_itself_and_messages_show_raw_bytes(client, 
     assert "&lt;VT&gt;MSH|^~\\&amp;|&lt;script&gt;x&lt;/script&gt;&lt;CR&gt;\nPID|1&lt;CR&gt;\n&lt;FS&gt;" in raw
     assert "<script>" not in raw
     assert "&lt;VT&gt;" in text_of(client.get(raw_url))  # the page, without htmx
+
+
+def test_orders_pushed_to_an_analyzer_are_listed_and_a_failed_one_is_sent_again(client, auth, factory, lab, session):
+    security.use_tenant(session, lab["org"].id)
+    with as_test_actor(lab["org"]):
+        instrument = instruments.create(instruments.InstrumentData(
+            name="BS-240 push", protocol="hl7", port=next(_ports), codes={"GLU": "GLUF"}, send_orders=True))
+    session.commit()
+    order = place_order(session, lab["org"], ["GLUF"])
+    receive(session, lab["org"], tube(order, "Fluoride"))  # receipt queues the ORM^O01
+    barcode = tube(order, "Fluoride").barcode
+    queued = session.execute(select(InstrumentOrder).where(InstrumentOrder.instrument_id == instrument.id)).scalar_one()
+    assert (queued.status, queued.test_codes) == ("queued", "GLU")
+
+    status = text_of(client.get("/technician/instruments", headers=HTMX))
+    assert f'href="/technician/instruments/{instrument.id}/orders"' in status and ">1 · 0<" in status
+    page = text_of(client.get(f"/technician/instruments/{instrument.id}/orders"))
+    assert barcode in page and "queued" in page and "Send again" not in page  # only a failed order is resent
+
+    queued.status, queued.attempts, queued.ack_code, queued.error = "failed", 1, "AE", "Unknown test <GLU>"
+    session.commit()
+    page = text_of(client.get(f"/technician/instruments/{instrument.id}/orders?status=failed"))
+    assert "Unknown test &lt;GLU&gt;" in page and "<GLU>" not in page and "Send again" in page
+    assert ">0 · 1<" in text_of(client.get("/technician/instruments", headers=HTMX))
+
+    retry_url = f"/technician/instruments/{instrument.id}/orders/{queued.id}/retry"
+    assert client.post(retry_url).status_code == 400  # no CSRF token
+    done = client.post_form(retry_url, {})
+    assert done.status_code == 303
+    session.expire_all()
+    again = session.get(InstrumentOrder, queued.id)
+    assert (again.status, again.attempts, again.ack_code, again.error) == ("queued", 0, "", "")
+    trail = session.execute(select(AuditEvent).where(AuditEvent.action == "instrument_order.retried")).scalar_one()
+    assert trail.before["status"] == "failed" and trail.actor_user_id == lab["tech"].id
+    assert client.post_form(retry_url, {}).status_code == 303  # a second click: refused with a message
+    assert "Only a failed order can be sent again." in text_of(client.get(f"/technician/instruments/{instrument.id}/orders"))
+
+    # Another lab's ids answer 404, and reception cannot reach the page at all.
+    other = factory.org()
+    factory.standard_catalogue(other)
+    other_instrument = make_instrument(session, other, name="Elsewhere")
+    assert client.get(f"/technician/instruments/{other_instrument.id}/orders").status_code == 404
+    assert client.post_form(f"/technician/instruments/{other_instrument.id}/orders/{queued.id}/retry", {}).status_code == 404
+    login_as(auth, factory, lab["org"], "reception")
+    assert client.get(f"/technician/instruments/{instrument.id}/orders").status_code == 403
 
 
 def test_dashboard_counts_what_waits(client, lab, session):

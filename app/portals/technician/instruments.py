@@ -2,14 +2,17 @@
 instrument's recent messages with the raw bytes on demand."""
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import flash, render_template, request, url_for
+from flask_login import current_user
 
+from app.extensions import db
 from app.models import Instrument, InstrumentMessage
 from app.models.instrument import MESSAGE_OUTCOMES
-from app.portals import page_or_fragment
+from app.models.instrument_order import ORDER_STATUSES, InstrumentOrder
+from app.portals import page_or_fragment, see_other
 from app.portals.technician import bp
 from app.security import get_or_404
-from app.services import instruments
+from app.services import ServiceError, instrument_orders, instruments
 
 # Control characters of HL7/MLLP and ASTM framing, shown by name so a technician can read them.
 CONTROL_NAMES = {0x02: "STX", 0x03: "ETX", 0x04: "EOT", 0x05: "ENQ", 0x06: "ACK", 0x0B: "VT", 0x0D: "CR",
@@ -55,3 +58,29 @@ def instrument_message_raw(instrument_id: int, message_id: int):  # type: ignore
     message = get_or_404(InstrumentMessage, id=message_id, instrument_id=instrument.id)
     return render_template(page_or_fragment("technician/instrument_message.html", "technician/_raw_message.html"),
                            instrument=instrument, message=message, text=visible_controls(message.raw))
+
+
+@bp.get("/instruments/<int:instrument_id>/orders", endpoint="instrument_orders")
+def instrument_orders_page(instrument_id: int):  # type: ignore[no-untyped-def]
+    """Orders pushed to this analyzer (ORM^O01 on tube receipt): sent, answered or failed."""
+    instrument = get_or_404(Instrument, id=instrument_id)
+    status = request.args.get("status") or None
+    if status not in ORDER_STATUSES:
+        status = None
+    return render_template("technician/instrument_orders.html", instrument=instrument, status=status,
+                           statuses=ORDER_STATUSES, orders=instrument_orders.recent(instrument.id, status=status))
+
+
+@bp.post("/instruments/<int:instrument_id>/orders/<int:order_id>/retry", endpoint="instrument_order_retry")
+def instrument_order_retry(instrument_id: int, order_id: int):  # type: ignore[no-untyped-def]
+    instrument = get_or_404(Instrument, id=instrument_id)
+    order = get_or_404(InstrumentOrder, id=order_id, instrument_id=instrument.id)
+    try:
+        instrument_orders.retry(order, user_id=current_user.id)
+    except ServiceError as err:
+        db.session.rollback()
+        flash(err.message, "error")
+    else:
+        db.session.commit()
+        flash("The order will be sent again when the analyzer is connected.", "success")
+    return see_other(url_for(".instrument_orders", instrument_id=instrument.id))
