@@ -112,9 +112,10 @@ def add_created(obj: Any, *, entity_type: str, fields: Iterable[str], key: str =
     if flush or key != "id":
         db.session.flush()
     elif obj.id is None:
+        # On the session's connection (same transaction), not through Session.execute: no
+        # autoflush would write the row after all, and no ORM work for a one-number query.
         sequence = func.pg_get_serial_sequence(obj.__table__.name, "id")
-        with db.session.no_autoflush:  # asking for the id must not write the row after all
-            obj.id = db.session.execute(select(func.nextval(sequence))).scalar_one()
+        obj.id = db.session.connection().execute(select(func.nextval(sequence))).scalar_one()
     record(f"{entity_type}.created", entity_type=entity_type, entity_id=getattr(obj, key),
            after={**snapshot(obj, fields), **(extra or {})})
     return obj

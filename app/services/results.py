@@ -8,12 +8,13 @@ result, so a later catalogue change never alters what a report said. A result en
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from sqlalchemy import select
-from sqlalchemy.orm import contains_eager, joinedload, selectinload
+from sqlalchemy import func, select
+from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
 
 from app import audit
 from app.extensions import db
@@ -89,7 +90,57 @@ def age_in_days(date_of_birth: date, at: datetime | date) -> int:
     return max(0, (on - date_of_birth).days)
 
 
-def choose_interval(intervals: list[ReferenceInterval], sex: str, age_days: int) -> ReferenceInterval | None:
+@dataclass(frozen=True)
+class Interval:
+    """A reference interval as results use it: read from ReferenceInterval, kept per process."""
+    id: int
+    sex: str
+    age_min_days: int
+    age_max_days: int
+    low: Decimal | None
+    high: Decimal | None
+    critical_low: Decimal | None
+    critical_high: Decimal | None
+    text: str | None
+    source: str
+
+
+# (test id, lab_test.updated_at) -> its intervals. Every result save flags against them, and
+# loading them was a join (a row per interval through every entity of the save) on each save.
+# A trigger moves lab_test.updated_at on any change to the test's intervals (migration 0016),
+# and the key is read from the test row the save loads in its own transaction, so a changed
+# interval is never served from here. Bounded: cleared when it grows past the limit.
+_INTERVALS: dict[tuple[int, datetime], tuple[Interval, ...]] = {}
+_INTERVALS_LIMIT = 5000
+
+
+def intervals_of(test: LabTest) -> tuple[Interval, ...]:
+    cached = _INTERVALS.get((test.id, test.updated_at))
+    if cached is None:
+        load_intervals([test])
+        cached = _INTERVALS[(test.id, test.updated_at)]
+    return cached
+
+
+def load_intervals(tests: Iterable[LabTest]) -> None:
+    """Put the intervals of every test not cached yet in the cache, in one query (a whole
+    grid's tests on a fresh process)."""
+    missing = {test.id: test for test in tests if (test.id, test.updated_at) not in _INTERVALS}
+    if not missing:
+        return
+    found: dict[int, list[Interval]] = {test_id: [] for test_id in missing}
+    for iv in db.session.execute(select(ReferenceInterval).where(ReferenceInterval.test_id.in_(missing))
+                                 .order_by(ReferenceInterval.id)).scalars():
+        found[iv.test_id].append(Interval(iv.id, iv.sex, iv.age_min_days, iv.age_max_days, iv.low, iv.high,
+                                          iv.critical_low, iv.critical_high, iv.text, iv.source or ""))
+    if len(_INTERVALS) + len(found) > _INTERVALS_LIMIT:
+        _INTERVALS.clear()
+    for test_id, intervals in found.items():
+        _INTERVALS[(test_id, missing[test_id].updated_at)] = tuple(intervals)
+
+
+def choose_interval(intervals: "Sequence[Interval | ReferenceInterval]", sex: str,
+                    age_days: int) -> "Interval | ReferenceInterval | None":
     """The interval for this sex and age: a sex-specific band beats 'any', a narrower age band
     beats a wider one."""
     fitting = [iv for iv in intervals
@@ -99,7 +150,7 @@ def choose_interval(intervals: list[ReferenceInterval], sex: str, age_days: int)
     return min(fitting, key=lambda iv: (iv.sex == "any", iv.age_max_days - iv.age_min_days))
 
 
-def interval_snapshot(iv: ReferenceInterval | None) -> dict | None:
+def interval_snapshot(iv: "Interval | ReferenceInterval | None") -> dict | None:
     if iv is None:
         return None
     return {key: (str(value) if isinstance(value, Decimal) else value) for key, value in (
@@ -108,7 +159,7 @@ def interval_snapshot(iv: ReferenceInterval | None) -> dict | None:
         ("critical_high", iv.critical_high), ("text", iv.text), ("source", iv.source))}
 
 
-def flag_for(value: ParsedValue, iv: ReferenceInterval | None) -> tuple[str | None, bool]:
+def flag_for(value: ParsedValue, iv: "Interval | ReferenceInterval | None") -> tuple[str | None, bool]:
     """(flag, critical). LL/HH beyond the critical limits, L/H outside the interval, A for a
     qualitative value other than the interval's normal text."""
     if iv is None:
@@ -210,24 +261,31 @@ def save_entry(accession: str, order_test_id: int, entry: Entry, *, user_id: int
     return None if locked is None else _save_locked(*locked, entry, user_id=user_id)
 
 
-def _lock_for_save(*where) -> tuple[OrderTest, Result | None] | None:  # type: ignore[no-untyped-def]
+def _lock_for_save(*where) -> tuple[OrderTest, Result | None, int] | None:  # type: ignore[no-untyped-def]
     """The order row is locked first: two inputs of one order saved at the same moment (two
     screens, a screen and an analyzer) are serialised, so the calculated tests always see
     every input and never keep a stale value. The same statement loads everything a save
-    reads - the ordered test, its order, patient, test and tube, and its current result -
-    instead of a lock plus a query or lazy load for each (the intervals follow in a second)."""
+    reads - the ordered test, its order, patient, test and tube, its current result and how
+    many other tests on its tube still wait - instead of a lock plus a query or lazy load for
+    each (the test's intervals come from intervals_of). The count holds until the commit:
+    the tube's tests belong to this order, whose row is locked."""
+    others = aliased(OrderTest)
+    others_waiting = (select(func.count(others.id))
+                      .where(others.sample_id == OrderTest.sample_id, others.status == "pending",
+                             others.id != OrderTest.id).scalar_subquery())
     row = db.session.execute(
-        select(OrderTest, Order.id, Result).join(OrderTest.order)
+        select(OrderTest, Order.id, Result, others_waiting).join(OrderTest.order)
         .outerjoin(Result, (Result.order_test_id == OrderTest.id) & Result.is_current)
         .where(*where)
         .options(contains_eager(OrderTest.order).joinedload(Order.patient),
-                 joinedload(OrderTest.test).joinedload(LabTest.intervals), joinedload(OrderTest.sample))
-        .with_for_update(of=Order)).unique().first()
-    return None if row is None else (row[0], row[2])
+                 joinedload(OrderTest.test), joinedload(OrderTest.sample))
+        .with_for_update(of=Order)).first()
+    return None if row is None else (row[0], row[2], row[3])
 
 
-def _save_locked(order_test: OrderTest, current: Result | None, entry: Entry, *, user_id: int | None) -> Saved:
-    result = _save_one(order_test, entry, user_id=user_id, current=current)
+def _save_locked(order_test: OrderTest, current: Result | None, others_waiting: int, entry: Entry, *,
+                 user_id: int | None) -> Saved:
+    result = _save_one(order_test, entry, user_id=user_id, current=current, others_waiting=others_waiting)
     _, dependents = _recalculate(order_test.order, changed_code=order_test.test.code, user_id=user_id)
     return Saved(order_test, result, dependents)
 
@@ -235,7 +293,8 @@ def _save_locked(order_test: OrderTest, current: Result | None, entry: Entry, *,
 _UNKNOWN = object()
 
 
-def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None, current: object = _UNKNOWN) -> Result:
+def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None, current: object = _UNKNOWN,
+              others_waiting: int | None = None) -> Result:
     test, sample = order_test.test, order_test.sample
     if entry.source != "calculated" and (sample is None or sample.status not in ENTERABLE_SAMPLE_STATES):
         state = "rejected" if sample is not None and sample.status == "rejected" else "not received yet"
@@ -260,7 +319,7 @@ def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None, curre
         return current  # the same value saved again (a double Enter, a resent message)
     patient = order_test.order.patient
     at = _collection_time(sample)
-    iv = choose_interval(list(test.intervals), patient.sex, age_in_days(patient.date_of_birth, at))
+    iv = choose_interval(intervals_of(test), patient.sex, age_in_days(patient.date_of_birth, at))
     flag, critical = flag_for(value, iv)
     fields = dict(value_text=value.text, value_num=value.number, unit=test.unit, flag=flag, critical=critical,
                   interval=interval_snapshot(iv), comment=comment, source=entry.source,
@@ -289,7 +348,7 @@ def _save_one(order_test: OrderTest, entry: Entry, *, user_id: int | None, curre
         verification.try_autoverify(result, order_test, test, sample)
     if sample is not None:
         samples.start_processing(sample)
-        samples.complete_if_done(sample, entered=order_test)
+        samples.complete_if_done(sample, entered=order_test, others_waiting=others_waiting)
     return result
 
 
@@ -311,21 +370,20 @@ def _recalculate(order: Order, *, changed_code: str | None, user_id: int | None
     # on every save was most of a save's time), with their tests in the identity map so
     # `ot.test` below costs no query.
     involved = set(formulas) | {name for code in formulas for name in calculations.FORMULAS[code].inputs}
-    # The tests come attached to their ordered tests (with their intervals, which a computed
-    # value is flagged against and a row without one shows), not as loose rows the identity
-    # map would drop and `ot.test` load again one by one.
-    rows = [(ot, ot.test.code) for ot in db.session.execute(
-        select(OrderTest, LabTest.id, ReferenceInterval.id).join(OrderTest.test).outerjoin(LabTest.intervals)
+    # The tests come attached to their ordered tests (not as loose rows the identity map
+    # would drop and `ot.test` load again one by one), each with its current result. The
+    # query's autoflush writes the result just saved first, so it is among them.
+    found = db.session.execute(
+        select(OrderTest, LabTest.id, Result).join(OrderTest.test)
+        .outerjoin(Result, (Result.order_test_id == OrderTest.id) & Result.is_current)
         .where(OrderTest.order_id == order.id, LabTest.code.in_(involved))
-        .options(contains_eager(OrderTest.test).contains_eager(LabTest.intervals))).unique().scalars()]
-    wanted = {code: ot for ot, code in rows if code in formulas}
+        .options(contains_eager(OrderTest.test))).all()
+    wanted = {ot.test.code: ot for ot, _, _ in found if ot.test.code in formulas}
     if not wanted:
         return [], []
-    needed = {name for code in wanted for name in calculations.FORMULAS[code].inputs} | set(wanted)
-    ids_by_code = {code: ot.id for ot, code in rows if code in needed}
-    currents = currents_for(list(ids_by_code.values()))
-    values = {code: currents[ot_id].value_num for code, ot_id in ids_by_code.items()
-              if ot_id in currents and currents[ot_id].value_num is not None}
+    currents = {ot.id: result for ot, _, result in found if result is not None}
+    values = {ot.test.code: result.value_num for ot, _, result in found
+              if result is not None and result.value_num is not None}
     patient = order.patient
     ctx = calculations.Context(age_years=age_in_days(patient.date_of_birth, utcnow()) // 365, sex=patient.sex)
     saved, rows = [], []
@@ -351,7 +409,7 @@ def order_tests_for_entry(order_id: int, ids: list[int] | None = None) -> list[O
     the patient are left to load only where a row has no result yet."""
     stmt = select(OrderTest).where(OrderTest.order_id == order_id).order_by(OrderTest.id)
     if ids is None:
-        stmt = stmt.options(selectinload(OrderTest.test).selectinload(LabTest.intervals),
+        stmt = stmt.options(selectinload(OrderTest.test),
                             selectinload(OrderTest.sample), selectinload(OrderTest.order).selectinload(Order.patient))
     else:
         stmt = stmt.where(OrderTest.id.in_(ids)).options(joinedload(OrderTest.test), joinedload(OrderTest.sample))

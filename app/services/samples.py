@@ -128,12 +128,17 @@ def start_processing(sample: Sample) -> None:
         sample.status = "in_process"
 
 
-def complete_if_done(sample: Sample, *, entered: OrderTest) -> None:
+def complete_if_done(sample: Sample, *, entered: OrderTest, others_waiting: int | None = None) -> None:
     """The tube is done when none of its tests but the one just `entered` waits for a result:
-    one small query, not a load of every test on the tube. The test just entered is left out
-    by id, so the answer does not depend on whether its new status has been flushed yet, and
-    the query does not flush the save's pending audit rows (they go with the commit)."""
+    one small query, not a load of every test on the tube (none when the caller counted
+    `others_waiting` under the order's lock). The test just entered is left out by id, so
+    the answer does not depend on whether its new status has been flushed yet, and the query
+    does not flush the save's pending audit rows (they go with the commit)."""
     if sample.status not in ("received", "in_process"):
+        return
+    if others_waiting is not None:
+        if others_waiting == 0:
+            sample.status = "done"
         return
     with db.session.no_autoflush:
         waiting = db.session.execute(select(OrderTest.id).where(

@@ -5,11 +5,11 @@ import itertools
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app import audit, security
 from app.models import AuditEvent, LabTest, OrderTest, Result, Sample
-from app.services import ServiceError, results, samples
+from app.services import ServiceError, catalogue_admin, results, samples
 from app.services.samples import SAMPLE_STATES_ALL, TRANSITIONS
 
 ACTIONS = ("collect", "receive", "start", "complete", "reject")
@@ -104,6 +104,31 @@ def test_interval_by_sex_and_age_at_collection_with_flags_and_snapshot(lab, fact
     session.flush()
     session.refresh(w)
     assert w.interval["low"] != "1"
+
+
+def test_an_interval_change_is_used_by_the_next_save_however_it_was_made(lab, factory, session):
+    """Saves read intervals from a per-process cache keyed by the test's updated_at; a trigger
+    moves updated_at on any change to an interval, through the admin pages or by hand."""
+    man = factory.patient(lab["org"], sex="male", dob="1985-01-01")
+    assert _save(factory.order(lab["org"], ["HB"], patient=man), "HB", "14.0").flag is None  # cached now
+    test = session.execute(select(LabTest).where(LabTest.code == "HB")).scalar_one()
+    band = next(iv for iv in test.intervals if iv.sex == "male" and iv.age_min_days <= 15000 < iv.age_max_days)
+    form = catalogue_admin.interval_form_data(band)
+    catalogue_admin.update_interval(band, {**form, "low": "14.5"})  # the admin screen's way
+    session.flush()
+    session.expire_all()  # the next request's session
+    after_admin = _save(factory.order(lab["org"], ["HB"], patient=man), "HB", "14.0")
+    assert after_admin.flag == "L" and after_admin.interval["low"] == "14.5000"
+
+    session.execute(text("UPDATE reference_interval SET low = 13 WHERE id = :id"), {"id": band.id})  # by hand
+    session.expire_all()
+    by_hand = _save(factory.order(lab["org"], ["HB"], patient=man), "HB", "14.0")
+    assert by_hand.flag is None and by_hand.interval["low"] == "13.0000"
+
+    session.execute(text("DELETE FROM reference_interval WHERE test_id = :id"), {"id": test.id})
+    session.expire_all()
+    unbanded = _save(factory.order(lab["org"], ["HB"], patient=man), "HB", "14.0")
+    assert unbanded.interval is None and unbanded.flag is None
 
 
 def test_choice_values_and_abnormal_flag(lab, factory):
