@@ -53,11 +53,19 @@ def looks_like_phone(query: str) -> bool:
     return len(re.sub(r"\D", "", query)) >= 10 and re.fullmatch(r"[\d\s+()-]+", query.strip()) is not None
 
 
+_INDIAN_E164 = re.compile(r"\+91\d{10}")
+
+
 def display_mobile(e164: str | None) -> str:
+    """"+91 98765 43210", as phonenumbers writes it. Lists show one per row, so a stored
+    Indian number (always E.164, see normalize_mobile) skips phonenumbers' parser, which is
+    most of the cost (~22 µs against ~9 µs a number)."""
     if not e164:
         return ""
     try:
-        return phonenumbers.format_number(phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+        number = (phonenumbers.PhoneNumber(country_code=91, national_number=int(e164[3:]))
+                  if _INDIAN_E164.fullmatch(e164) else phonenumbers.parse(e164))
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     except phonenumbers.NumberParseException:
         return e164
 
