@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import phonenumbers
 import pytest
 from hypothesis import given, strategies as st
 
@@ -124,3 +125,11 @@ def test_bad_input_names_the_field(change, field):
 def test_age_parts():
     assert age_parts(date(1990, 5, 17), date(2026, 11, 21)) == (36, 6, 4)
     assert age_parts(date(2026, 11, 1), date(2026, 11, 21)) == (0, 0, 20)
+
+
+@pytest.mark.parametrize("e164", ["+919876543210", "+917887612170", "+916295816825", "+916355349808",
+                                  "+918105551234", "+14155552671", "+447911123456"])
+def test_display_mobile_writes_what_phonenumbers_writes(e164):
+    """The shortcut for Indian numbers must not change the text (some ranges group 3-3-4)."""
+    expected = phonenumbers.format_number(phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    assert ids.display_mobile(e164) == expected
