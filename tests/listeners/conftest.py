@@ -116,20 +116,17 @@ class Lab:
         return database_dsn(self.app)
 
 
-@pytest.fixture(scope="session")
-def listener_lab(base_urls) -> Lab:  # type: ignore[no-untyped-def]
-    from flask_migrate import upgrade
-
-    from app import audit, create_app, security
+def make_lab(app: Any, code: str, instruments: dict[str, dict[str, Any]], *, display_name: str) -> Lab:
+    """A committed organization with a main branch, the standard catalogue and these
+    instruments ({name: InstrumentData fields but name and port}), each on a free port."""
+    from app import audit, security
     from app.extensions import db
     from app.models import Branch, Organization
-    from app.services import catalogue_seed, instruments
+    from app.services import catalogue_seed
+    from app.services import instruments as registry
 
-    url = recreate_database(base_urls["DATABASE_URL"], LISTENER_DB_NAME)
-    app = create_app(make_config(url, _with_redis_db(base_urls["REDIS_URL"], LISTENER_REDIS_DB)))
     with app.app_context():
-        upgrade()
-        org = Organization(code="listen", legal_name="Listener Lab Pvt Ltd", display_name="Listener Lab",
+        org = Organization(code=code, legal_name=f"{display_name} Pvt Ltd", display_name=display_name,
                            state_code="29")
         db.session.add(org)
         db.session.flush()
@@ -138,15 +135,30 @@ def listener_lab(base_urls) -> Lab:  # type: ignore[no-untyped-def]
         catalogue_seed.load_standard_catalogue(org.id)
         made = {}
         with audit.acting_as(audit.AuditContext(actor_label="test", org_id=org.id)):
-            for name, (protocol, sample_field, code_field, profile, codes) in INSTRUMENTS.items():
-                instrument = instruments.create(instruments.InstrumentData(
-                    name=name, protocol=protocol, port=free_port(), sample_id_field=sample_field,
-                    test_code_field=code_field, profile=profile, codes=codes))
+            for name, fields in instruments.items():
+                instrument = registry.create(registry.InstrumentData(name=name, port=free_port(), **fields))
                 made[name] = {"id": instrument.id, "port": instrument.port}
         db.session.commit()
         org_id = org.id
         db.session.remove()
     return Lab(app, org_id, made)
+
+
+@pytest.fixture(scope="session")
+def listener_lab(base_urls) -> Lab:  # type: ignore[no-untyped-def]
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    url = recreate_database(base_urls["DATABASE_URL"], LISTENER_DB_NAME)
+    app = create_app(make_config(url, _with_redis_db(base_urls["REDIS_URL"], LISTENER_REDIS_DB)))
+    with app.app_context():
+        upgrade()
+    return make_lab(app, "listen", {
+        name: {"protocol": protocol, "sample_id_field": sample_field, "test_code_field": code_field,
+               "profile": profile, "codes": codes}
+        for name, (protocol, sample_field, code_field, profile, codes) in INSTRUMENTS.items()},
+        display_name="Listener Lab")
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 from app.integrations.instruments import hl7 as hl7_codec
 from tests.conftest import _with_redis_db, make_config, recreate_database
 from tests.listeners.clients import CR, FS, VT, MllpClient, msa
-from tests.listeners.conftest import LISTENER_DB_NAME, LISTENER_REDIS_DB, Lab, free_port
+from tests.listeners.conftest import LISTENER_DB_NAME, LISTENER_REDIS_DB, Lab, make_lab
 from tests.listeners.support import ack_header, messages_with, probe, uid, wait_for
 
 QUICK = {"read_timeout_seconds": 2}  # also how long a pushed order waits for its ACK
@@ -71,30 +71,10 @@ class Listener:
 
 
 def _make_org(app: Any, code: str, instruments: dict) -> Lab:
-    from app import audit, security
-    from app.extensions import db
-    from app.models import Branch, Organization
-    from app.services import catalogue_seed
-    from app.services import instruments as registry
-
-    with app.app_context():
-        org = Organization(code=code, legal_name=f"{code} Lab Pvt Ltd", display_name=f"{code} Lab", state_code="29")
-        db.session.add(org)
-        db.session.flush()
-        security.use_tenant(db.session, org.id)
-        db.session.add(Branch(org_id=org.id, code="MAIN", name="Main lab", state_code="29", is_main_lab=True))
-        catalogue_seed.load_standard_catalogue(org.id)
-        made = {}
-        with audit.acting_as(audit.AuditContext(actor_label="test", org_id=org.id)):
-            for name, (profile, codes, send_orders) in instruments.items():
-                instrument = registry.create(registry.InstrumentData(
-                    name=name, protocol="hl7", port=free_port(), sample_id_field="OBR-2", test_code_field="OBX-3.1",
-                    profile=profile, codes=codes, send_orders=send_orders))
-                made[name] = {"id": instrument.id, "port": instrument.port}
-        db.session.commit()
-        org_id = org.id
-        db.session.remove()
-    return Lab(app, org_id, made)
+    return make_lab(app, code, {
+        name: {"protocol": "hl7", "sample_id_field": "OBR-2", "test_code_field": "OBX-3.1", "profile": profile,
+               "codes": codes, "send_orders": send_orders}
+        for name, (profile, codes, send_orders) in instruments.items()}, display_name=f"{code} Lab")
 
 
 @pytest.fixture(scope="module")
