@@ -129,8 +129,9 @@ def load_intervals(tests: Iterable[LabTest]) -> None:
     if not missing:
         return
     found: dict[int, list[Interval]] = {test_id: [] for test_id in missing}
+    # In the order of LabTest.intervals, so choose_interval breaks any tie as it always did.
     for iv in db.session.execute(select(ReferenceInterval).where(ReferenceInterval.test_id.in_(missing))
-                                 .order_by(ReferenceInterval.id)).scalars():
+                                 .order_by(ReferenceInterval.sex, ReferenceInterval.age_min_days)).scalars():
         found[iv.test_id].append(Interval(iv.id, iv.sex, iv.age_min_days, iv.age_max_days, iv.low, iv.high,
                                           iv.critical_low, iv.critical_high, iv.text, iv.source or ""))
     if len(_INTERVALS) + len(found) > _INTERVALS_LIMIT:
