@@ -530,6 +530,8 @@ def test_orders_pushed_to_an_analyzer_are_listed_and_a_failed_one_is_sent_again(
     assert f'href="/technician/instruments/{instrument.id}/orders"' in status and ">1 · 0<" in status
     page = text_of(client.get(f"/technician/instruments/{instrument.id}/orders"))
     assert barcode in page and "queued" in page and "Send again" not in page  # only a failed order is resent
+    unknown = client.get(f"/technician/instruments/{instrument.id}/orders?status=<script>")
+    assert unknown.status_code == 200 and barcode in text_of(unknown) and "<script>" not in text_of(unknown)
 
     queued.status, queued.attempts, queued.ack_code, queued.error = "failed", 1, "AE", "Unknown test <GLU>"
     session.commit()

@@ -41,12 +41,16 @@ def instruments_status():  # type: ignore[no-untyped-def]
                            links=instruments.status())
 
 
+def _choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
+    """A list filter from the query string; anything not offered means no filter."""
+    value = request.args.get(name) or None
+    return value if value in allowed else None
+
+
 @bp.get("/instruments/<int:instrument_id>/messages", endpoint="instrument_messages")
 def instrument_messages(instrument_id: int):  # type: ignore[no-untyped-def]
     instrument = get_or_404(Instrument, id=instrument_id)
-    outcome = request.args.get("outcome") or None
-    if outcome not in MESSAGE_OUTCOMES:
-        outcome = None
+    outcome = _choice_arg("outcome", MESSAGE_OUTCOMES)
     return render_template("technician/instrument_messages.html", instrument=instrument, outcome=outcome,
                            outcomes=MESSAGE_OUTCOMES,
                            messages=instruments.messages(instrument.id, outcome=outcome, limit=100))
@@ -64,9 +68,7 @@ def instrument_message_raw(instrument_id: int, message_id: int):  # type: ignore
 def instrument_orders_page(instrument_id: int):  # type: ignore[no-untyped-def]
     """Orders pushed to this analyzer (ORM^O01 on tube receipt): sent, answered or failed."""
     instrument = get_or_404(Instrument, id=instrument_id)
-    status = request.args.get("status") or None
-    if status not in ORDER_STATUSES:
-        status = None
+    status = _choice_arg("status", ORDER_STATUSES)
     return render_template("technician/instrument_orders.html", instrument=instrument, status=status,
                            statuses=ORDER_STATUSES, orders=instrument_orders.recent(instrument.id, status=status))
 
