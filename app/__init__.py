@@ -71,34 +71,17 @@ def create_app(config: Config | None = None) -> Flask:
 
 
 def _configure_login(app: Flask) -> None:
-    from sqlalchemy import select
-    from sqlalchemy.orm import joinedload
-
-    from app.extensions import db, login_manager
-    from app.models import User
+    from app.extensions import login_manager
+    from app.services import auth
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"
     login_manager.session_protection = "strong"
 
-    @login_manager.user_loader
-    def load_user(session_id: str) -> User | None:
-        try:
-            user_id, version = (int(part) for part in session_id.split(":", 1))
-        except ValueError:
-            return None
-        # The header of every page shows the organization and branch: load them with the user.
-        # An htmx request answers a fragment without the header: the user row alone (a
-        # fragment that does name them loads them lazily).
-        stmt = select(User).where(User.id == user_id).execution_options(all_tenants=True)
-        if not request.headers.get("HX-Request"):
-            stmt = stmt.options(joinedload(User.organization), joinedload(User.branch))
-        user = db.session.execute(stmt).scalar_one_or_none()
-        # A password change or deactivation bumps session_version: older sessions end here.
-        if user is None or not user.active or user.session_version != version:
-            return None
-        return user
+    # One precompiled query per request, not the ORM: the most frequent statement of the
+    # portal (app/queries.py). current_user is an auth.StaffUser snapshot.
+    login_manager.user_loader(auth.load_staff_user)
 
     @login_manager.unauthorized_handler
     def unauthorized():  # type: ignore[no-untyped-def]

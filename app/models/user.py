@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
@@ -21,6 +22,14 @@ class Role(StrEnum):
     @property
     def label(self) -> str:
         return self.value.capitalize()
+
+
+class Actor(Protocol):
+    """Who does something, as services need to know it: a User row or the request's
+    auth.StaffUser snapshot both qualify."""
+    id: int
+    org_id: int
+    role: str
 
 
 ROLE_CHECK = "role IN ('admin','reception','technician','pathologist','billing')"

@@ -6,11 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import BigInteger, bindparam, select
 
 from app import audit
 from app.extensions import db
-from app.models import User
+from app.models import Role, User
 from app.services import ServiceError
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -116,3 +116,90 @@ def change_password(user: User, current: str, new: str, policy: LoginPolicy) -> 
     user.session_version += 1
     audit.record("auth.password_changed", entity_type="user", entity_id=user.id, org_id=user.org_id)
     db.session.commit()
+
+
+# ------------------------------------------------------------------ the user behind a request
+
+@dataclass(frozen=True, slots=True)
+class OrganizationHeader:
+    """What pages show of the user's organization (the header, the dashboards)."""
+    id: int
+    legal_name: str
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BranchHeader:
+    id: int
+    code: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StaffUser:
+    """The logged-in staff member as every request sees it (Flask-Login's current_user).
+
+    Read by one precompiled query per request (`load_staff_user`), not as an ORM object:
+    it is the most frequent statement of the whole portal. It is a snapshot for reading
+    (ids, role, names); a service that changes the user's own row takes `record()`.
+    """
+    id: int
+    org_id: int
+    username: str
+    full_name: str
+    role: str
+    branch_id: int | None
+    session_version: int
+    organization: OrganizationHeader
+    branch: BranchHeader | None
+
+    # Flask-Login's protocol. Inactive users never get this far (load_staff_user).
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+    @property
+    def role_enum(self) -> Role:
+        return Role(self.role)
+
+    def record(self) -> User:
+        """The user's ORM row, for a service that writes to it or needs more columns."""
+        user = db.session.get(User, self.id)
+        if user is None:  # deleted while the request ran
+            raise ServiceError("This account no longer exists.")
+        return user
+
+
+def _staff_user_query():  # type: ignore[no-untyped-def]
+    from app import queries
+    from app.models import Branch, Organization
+
+    user, org, branch = User.__table__, Organization.__table__, Branch.__table__
+    return queries.Query("staff_user", select(
+        user.c.id, user.c.org_id, user.c.username, user.c.full_name, user.c.role, user.c.branch_id,
+        user.c.session_version, user.c.active, org.c.legal_name, org.c.display_name,
+        branch.c.code.label("branch_code"), branch.c.name.label("branch_name"),
+    ).select_from(user.join(org, org.c.id == user.c.org_id).outerjoin(branch, branch.c.id == user.c.branch_id))
+        .where(user.c.id == bindparam("user_id", type_=BigInteger)), all_tenants=True)
+
+
+_STAFF_USER = _staff_user_query()
+
+
+def load_staff_user(session_id: str) -> StaffUser | None:
+    """Flask-Login's user loader. The session id is "<user id>:<session_version>": a password
+    change or deactivation bumps the version, which ends every older session here. Across
+    organizations by design: the user's own row says which organization the request is for."""
+    try:
+        user_id, version = (int(part) for part in session_id.split(":", 1))
+    except ValueError:
+        return None
+    row = _STAFF_USER.one_or_none(user_id=user_id)
+    if row is None or not row.active or row.session_version != version:
+        return None
+    branch = BranchHeader(row.branch_id, row.branch_code, row.branch_name) if row.branch_id else None
+    return StaffUser(row.id, row.org_id, row.username, row.full_name, row.role, row.branch_id, row.session_version,
+                     OrganizationHeader(row.org_id, row.legal_name, row.display_name), branch)

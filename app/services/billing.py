@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import BigInteger, DateTime, bindparam, func, select, text
 
 from app import audit
 from app.extensions import db
 from app.models import Bill, BillLine, Branch, Order, Organization, Payment
+from app.queries import Query, org
 from app.services import ServiceError, notifications
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -306,19 +308,59 @@ def search_bills(f: BillFilter) -> list[Bill]:
 DOCUMENT_TYPES_SHOWN = {"bill_of_supply": "Bill of supply", "tax_invoice": "Tax invoice"}
 
 
+# ---------------------------------------------------------------- the billing home page
+# The most-loaded billing page: two precompiled statements (app/queries.py), not six ORM ones.
+
+def _home_counts_query() -> Query:
+    from app.models import BillingException, EInvoice, Refund
+
+    bills, exceptions, refunds, einvoices = (Bill.__table__, BillingException.__table__, Refund.__table__,
+                                             EInvoice.__table__)
+
+    def count(table: Any, *criteria: Any) -> Any:
+        return select(func.count()).select_from(table).where(org(table), *criteria).scalar_subquery()
+
+    due = select(func.count().label("n"),
+                 func.coalesce(func.sum(bills.c.total_paise - bills.c.credited_paise - bills.c.paid_paise), 0)
+                 .label("paise")).where(org(bills), bills.c.status.in_(("open", "partly_paid"))).subquery("due")
+    return Query("billing_home_counts", select(
+        due.c.n.label("due_count"), due.c.paise.label("due_paise"),
+        count(exceptions, exceptions.c.status == "open").label("exceptions"),
+        count(refunds, refunds.c.status == "pending_approval").label("refund_approvals"),
+        count(einvoices, einvoices.c.status.in_(("rejected", "retrying"))).label("einvoice_problems"),
+    ).select_from(due))
+
+
+def _collections_query(*, one_branch: bool) -> Query:
+    payments = Payment.__table__
+    stmt = (select(payments.c.mode, func.coalesce(func.sum(payments.c.amount_paise), 0).label("paise"))
+            .where(org(payments), payments.c.received_at >= bindparam("since", type_=DateTime(timezone=True)))
+            .group_by(payments.c.mode))
+    if one_branch:
+        stmt = stmt.where(payments.c.branch_id == bindparam("branch_id", type_=BigInteger))
+    return Query("collections_today_branch" if one_branch else "collections_today", stmt)
+
+
+_HOME_COUNTS = _home_counts_query()
+_COLLECTIONS, _COLLECTIONS_OF_BRANCH = _collections_query(one_branch=False), _collections_query(one_branch=True)
+
+
 def collections_today(branch_id: int | None = None) -> dict[str, int]:
     """Paise taken today (IST) by mode: the billing home page's first figures."""
-    start = datetime.combine(today_in_india(), datetime.min.time(), tzinfo=IST)
-    stmt = (select(Payment.mode, func.coalesce(func.sum(Payment.amount_paise), 0))
-            .where(Payment.received_at >= start).group_by(Payment.mode))
-    if branch_id:
-        stmt = stmt.where(Payment.branch_id == branch_id)
-    return {mode: int(total) for mode, total in db.session.execute(stmt)}
+    since = datetime.combine(today_in_india(), datetime.min.time(), tzinfo=IST)
+    rows = (_COLLECTIONS_OF_BRANCH.rows(since=since, branch_id=branch_id) if branch_id
+            else _COLLECTIONS.rows(since=since))
+    return {mode: int(total) for mode, total in rows}
 
 
-def dues_summary() -> tuple[int, int]:
-    """How many bills have money due, and how much (paise)."""
-    count, total = db.session.execute(
-        select(func.count(Bill.id), func.coalesce(func.sum(Bill.total_paise - Bill.credited_paise - Bill.paid_paise), 0))
-        .where(Bill.status.in_(("open", "partly_paid")))).one()
-    return int(count), int(total)
+@dataclass(frozen=True)
+class HomeCounts:
+    due_count: int  # bills with money due
+    due_paise: int  # and how much
+    exceptions: int  # open billing exceptions
+    refund_approvals: int  # refunds waiting for a second person
+    einvoice_problems: int  # e-invoices rejected or retrying
+
+
+def home_counts() -> HomeCounts:
+    return HomeCounts(*(int(value) for value in _HOME_COUNTS.one()))

@@ -1,69 +1,83 @@
-"""What each role's dashboard shows. One query each, kept small: dashboards are the
-most-loaded pages of the day and are benchmarked (bench/run.py)."""
+"""What each role's dashboard shows. Dashboards are the most-loaded pages of the day and
+are benchmarked (bench/run.py), so each reads through a precompiled query
+(app/queries.py: Core, compiled once, its own `org_id = :org_id` on every tenant table,
+checked when defined) and its counts come in one statement rather than one each."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, bindparam, func, select
 
-from app.extensions import db
 from app.models import AuditEvent, Branch, Department, LabTest, OrderTest, Result, Sample, UnmatchedResult, User
+from app.models.user import Actor
+from app.queries import Query, org
 
 
 @dataclass
 class Summary:
     counts: dict[str, int] = field(default_factory=dict)
-    recent: list[Row] = field(default_factory=list)
+    recent: list[Row[Any]] = field(default_factory=list)
     departments: list[tuple[str, int]] = field(default_factory=list)
 
 
-def _recent_activity(user: User, *, mine: bool, limit: int = 8) -> list[Row]:
+def _count(table: Any, *criteria: Any) -> Any:
+    """A scalar subquery counting one tenant table's rows in this organization."""
+    return select(func.count()).select_from(table).where(org(table), *criteria).scalar_subquery()
+
+
+_audit = AuditEvent.__table__
+
+
+def _activity(*criteria: Any) -> Any:
     """The newest audit rows, only the columns the table shows (before/after JSON stays in
     the database); served by ix_audit_event_org_at / ix_audit_event_org_actor_at."""
-    stmt = select(AuditEvent.at, AuditEvent.actor_label, AuditEvent.action, AuditEvent.entity_type,
-                  AuditEvent.entity_id).where(AuditEvent.org_id == user.org_id)
-    if mine:
-        stmt = stmt.where(AuditEvent.actor_user_id == user.id)
-    return list(db.session.execute(stmt.order_by(AuditEvent.at.desc()).limit(limit)))
+    return (select(_audit.c.at, _audit.c.actor_label, _audit.c.action, _audit.c.entity_type, _audit.c.entity_id)
+            .where(org(_audit), *criteria).order_by(_audit.c.at.desc()).limit(8))
 
 
-def admin_summary(user: User) -> Summary:
-    # Three plain counts: entities inside scalar subqueries are out of reach of the tenant
-    # criteria (app/security.py refuses such statements), so each count is its own query.
-    counts = {
-        "Active users": db.session.execute(select(func.count(User.id)).where(User.active.is_(True))).scalar_one(),
-        "Branches": db.session.execute(select(func.count(Branch.id)).where(Branch.active.is_(True))).scalar_one(),
-        "Tests in catalogue": db.session.execute(
-            select(func.count(LabTest.id)).where(LabTest.active.is_(True))).scalar_one(),
-    }
-    return Summary(counts=counts, recent=_recent_activity(user, mine=False))
+_RECENT_ACTIVITY = Query("recent_activity", _activity())
+_MY_RECENT_ACTIVITY = Query("my_recent_activity", _activity(_audit.c.actor_user_id == bindparam("user_id")))
+
+_users, _branches, _tests = User.__table__, Branch.__table__, LabTest.__table__
+_ADMIN_COUNTS = Query("admin_counts", select(
+    _count(_users, _users.c.active.is_(True)).label("users"),
+    _count(_branches, _branches.c.active.is_(True)).label("branches"),
+    _count(_tests, _tests.c.active.is_(True)).label("tests"),
+))
+
+_departments = Department.__table__
+_DEPARTMENT_TESTS = Query("department_tests", select(_departments.c.name, func.count(_tests.c.id).label("tests"))
+                          .select_from(_departments.join(_tests, _tests.c.department_id == _departments.c.id))
+                          .where(org(_departments), org(_tests), _tests.c.active.is_(True))
+                          .group_by(_departments.c.name).order_by(_departments.c.name))
+
+_samples, _order_tests, _results, _unmatched = (Sample.__table__, OrderTest.__table__, Result.__table__,
+                                                UnmatchedResult.__table__)
+_FLOOR_COUNTS = Query("floor_counts", select(
+    _count(_samples, _samples.c.status.in_(("pending", "collected"))).label("awaiting_receipt"),
+    select(func.count()).select_from(_order_tests.join(_samples, _samples.c.id == _order_tests.c.sample_id))
+    .where(org(_order_tests), org(_samples), _order_tests.c.status == "pending",
+           _samples.c.status.in_(("received", "in_process", "done"))).scalar_subquery().label("pending_tests"),
+    _count(_results, _results.c.is_current.is_(True), _results.c.critical.is_(True),
+           _results.c.status == "entered").label("criticals"),
+    _count(_unmatched, _unmatched.c.status == "open").label("open_unmatched"),
+))
 
 
-def staff_summary(user: User) -> Summary:
-    departments = db.session.execute(
-        select(Department.name, func.count(LabTest.id))
-        .join(LabTest, LabTest.department_id == Department.id)
-        .where(LabTest.active.is_(True))
-        .group_by(Department.name).order_by(Department.name)
-    ).all()
-    return Summary(departments=[(name, count) for name, count in departments],
-                   recent=_recent_activity(user, mine=True))
+def admin_summary(user: Actor) -> Summary:
+    counts = _ADMIN_COUNTS.one()
+    return Summary(counts={"Active users": counts.users, "Branches": counts.branches,
+                           "Tests in catalogue": counts.tests},
+                   recent=_RECENT_ACTIVITY.rows())
+
+
+def staff_summary(user: Actor) -> Summary:
+    return Summary(departments=[(name, tests) for name, tests in _DEPARTMENT_TESTS.rows()],
+                   recent=_MY_RECENT_ACTIVITY.rows(user_id=user.id))
 
 
 def floor_counts() -> dict[str, int]:
     """What waits on the laboratory floor: tubes to receive, tests without a result on
     received tubes, critical results not yet verified, unmatched analyzer results."""
-    def count(stmt):  # type: ignore[no-untyped-def]
-        return db.session.execute(stmt).scalar_one()
-
-    return {
-        "awaiting_receipt": count(select(func.count(Sample.id)).where(Sample.status.in_(("pending", "collected")))),
-        # Sample is named in the select list so the tenant scoping covers the join.
-        "pending_tests": sum(n for _, n in db.session.execute(
-            select(Sample.status, func.count(OrderTest.id)).select_from(OrderTest).join(OrderTest.sample)
-            .where(OrderTest.status == "pending", Sample.status.in_(("received", "in_process", "done")))
-            .group_by(Sample.status))),
-        "criticals": count(select(func.count(Result.id)).where(Result.is_current.is_(True), Result.critical.is_(True),
-                                                                Result.status == "entered")),
-        "open_unmatched": count(select(func.count(UnmatchedResult.id)).where(UnmatchedResult.status == "open")),
-    }
+    return dict(_FLOOR_COUNTS.one()._mapping)

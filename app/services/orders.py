@@ -9,8 +9,9 @@ from collections import OrderedDict
 from datetime import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import BigInteger, DateTime, Integer, Row, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -19,6 +20,7 @@ from app.extensions import db
 from app.models import (Bill, Branch, Client, LabTest, Order, OrderItem, OrderTest, Organization, Panel,
                         PanelItem, Patient, PriceListItem, Referrer, Sample)
 from app.formatting import IST
+from app.queries import Query, org
 from app.services import ServiceError, accounts, billing, identifiers
 
 PRIORITIES = ("routine", "urgent", "stat")
@@ -255,11 +257,27 @@ def for_patient(patient: Patient, *, limit: int = 20) -> list[Order]:
         select(Order).where(Order.patient_id == patient.id).order_by(Order.created_at.desc()).limit(limit)).scalars())
 
 
-def todays_orders(branch_id: int | None, *, limit: int = 30) -> list[Order]:
-    """Orders registered today (India time), newest first; one branch's when given."""
-    midnight_ist = datetime.now(IST).replace(hour=0, minute=0, second=0, microsecond=0)
-    stmt = select(Order).where(Order.created_at >= midnight_ist)  # served by (org_id, created_at)
+def _todays_orders_query(*, one_branch: bool) -> Query:
+    orders, patients = Order.__table__, Patient.__table__
+    stmt = (select(orders.c.accession, patients.c.full_name.label("patient_name"), patients.c.mrn, orders.c.priority,
+                   orders.c.created_at)
+            .select_from(orders.join(patients, patients.c.id == orders.c.patient_id))
+            # served by (org_id, created_at)
+            .where(org(orders), org(patients), orders.c.created_at >= bindparam("since", type_=DateTime(timezone=True)))
+            .order_by(orders.c.id.desc()).limit(bindparam("limit", type_=Integer)))
+    if one_branch:
+        stmt = stmt.where(orders.c.branch_id == bindparam("branch_id", type_=BigInteger))
+    return Query("todays_orders_branch" if one_branch else "todays_orders", stmt)
+
+
+# The reception desk's home page: precompiled (app/queries.py).
+_TODAYS_ORDERS, _TODAYS_ORDERS_OF_BRANCH = _todays_orders_query(one_branch=False), _todays_orders_query(one_branch=True)
+
+
+def todays_orders(branch_id: int | None, *, limit: int = 30) -> list[Row[Any]]:
+    """Orders registered today (India time), newest first; one branch's when given.
+    Rows of (accession, patient_name, mrn, priority, created_at)."""
+    since = datetime.now(IST).replace(hour=0, minute=0, second=0, microsecond=0)
     if branch_id:
-        stmt = stmt.where(Order.branch_id == branch_id)
-    stmt = stmt.options(selectinload(Order.patient)).order_by(Order.id.desc()).limit(limit)
-    return list(db.session.execute(stmt).scalars())
+        return _TODAYS_ORDERS_OF_BRANCH.rows(since=since, limit=limit, branch_id=branch_id)
+    return _TODAYS_ORDERS.rows(since=since, limit=limit)

@@ -28,7 +28,8 @@ from sqlalchemy import func, select
 
 from app import audit
 from app.extensions import db
-from app.models import Bill, Organization, Payment, Refund, Role, User
+from app.models import Bill, Organization, Payment, Refund, Role
+from app.models.user import Actor
 from app.security import use_tenant
 from app.services import ServiceError, billing, billing_exceptions
 
@@ -86,7 +87,7 @@ def by_id(refund_id: int) -> Refund | None:
     return db.session.execute(select(Refund).where(Refund.id == refund_id)).scalar_one_or_none()
 
 
-def can_decide(refund: Refund, user: User) -> bool:
+def can_decide(refund: Refund, user: Actor) -> bool:
     """Who may approve or reject a waiting refund: an admin, or a billing user other than
     the one who asked for it (four eyes on large refunds)."""
     return (refund.status == "pending_approval" and user.role in (Role.ADMIN, Role.BILLING)
@@ -117,7 +118,7 @@ def _clean_reference(mode: str, reference: str | None) -> str | None:
     return reference
 
 
-def request_refund(payment: Payment, *, amount_paise: int, reason: str, mode: str, actor: User,
+def request_refund(payment: Payment, *, amount_paise: int, reason: str, mode: str, actor: Actor,
                    idempotency_key: str | None = None, reference: str | None = None,
                    credit_note_id: int | None = None, counter: str = "main") -> Refund:
     """Ask for a refund of (part of) one payment. Within the requester's limit it starts at
@@ -202,7 +203,7 @@ def _lock_refund(refund_id: int) -> Refund:
     return locked
 
 
-def approve(refund: Refund, *, actor: User, reference: str | None = None) -> Refund:
+def approve(refund: Refund, *, actor: Actor, reference: str | None = None) -> Refund:
     """Approve a waiting refund (not one's own). Locks bill, then payment, then refund: the
     same order as everywhere else, so approvals and new refunds cannot deadlock."""
     bill = billing.lock_bill(refund.bill_id)
@@ -227,7 +228,7 @@ def approve(refund: Refund, *, actor: User, reference: str | None = None) -> Ref
     return refund
 
 
-def reject(refund: Refund, *, actor: User, note: str) -> Refund:
+def reject(refund: Refund, *, actor: Actor, note: str) -> Refund:
     """Turn down a waiting refund (the requester may withdraw their own). Nothing had moved."""
     note = " ".join((note or "").split())
     if not note:

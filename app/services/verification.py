@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, bindparam, select
 from sqlalchemy.orm import selectinload
 
 from app import audit
@@ -22,6 +22,7 @@ from app.extensions import db
 from app.models import (CannedComment, CriticalCall, LabTest, Order, OrderTest, Patient, Result, Sample, User)
 from app.models.base import utcnow
 from app.models.result import CALL_RECIPIENTS
+from app.queries import Query, org
 from app.services import ServiceError, calculations, identifiers
 
 log = logging.getLogger(__name__)
@@ -112,19 +113,28 @@ class QueueItem:
     delta_failures: int
 
 
+def _queue_query() -> Query:
+    orders, patients = Order.__table__, Patient.__table__
+    return Query("verification_queue", select(
+        orders.c.id, orders.c.accession, patients.c.full_name, patients.c.mrn, orders.c.priority, orders.c.created_at,
+        orders.c.verify_waiting, orders.c.verify_criticals, orders.c.verify_deltas,
+    ).select_from(orders.join(patients, patients.c.id == orders.c.patient_id))
+        .where(org(orders), org(patients), orders.c.verify_waiting > 0)
+        .order_by(orders.c.verify_rank, orders.c.created_at)
+        .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer)))
+
+
+_QUEUE = _queue_query()
+
+
 def queue(*, limit: int = 100, offset: int = 0) -> list[QueueItem]:
     """Orders with results waiting for verification: critical first, then STAT, then oldest.
 
     Reads the per-order counts a trigger on result keeps (migration 0013) instead of
     aggregating every waiting result on each load: the cost follows the orders waiting,
-    through a partial index, not the results."""
-    stmt = (select(Order.id, Order.accession, Patient.full_name, Patient.mrn, Order.priority, Order.created_at,
-                   Order.verify_waiting, Order.verify_criticals, Order.verify_deltas)
-            .join(Patient, Order.patient_id == Patient.id)
-            .where(Order.verify_waiting > 0)
-            .order_by(Order.verify_rank, Order.created_at)
-            .limit(limit).offset(offset))
-    return [QueueItem(*row) for row in db.session.execute(stmt)]
+    through a partial index, not the results. The pathologist's home page: a precompiled
+    query (app/queries.py)."""
+    return [QueueItem(*row) for row in _QUEUE.rows(limit=limit, offset=offset)]
 
 
 # ---------------------------------------------------------------- one order

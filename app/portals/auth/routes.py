@@ -80,13 +80,13 @@ def change_password():  # type: ignore[no-untyped-def]
     form = PasswordChangeForm()
     if request.method == "POST":
         if form.validate_on_submit():
+            user = current_user.record()
             try:
-                auth_service.change_password(current_user, form.current_password.data, form.new_password.data,
-                                             _policy())
+                auth_service.change_password(user, form.current_password.data, form.new_password.data, _policy())
             except ServiceError as err:
                 attach_service_error(form, err)
             else:
-                login_user(current_user._get_current_object())  # the session id now carries the new session_version
+                login_user(user)  # the session id now carries the new session_version
                 flash("Your password was changed. Other sessions were logged out.", "success")
                 return see_other(home_url(), full_page=True)
         return form_page("auth/password.html", "auth/_password_form.html", form, 422)

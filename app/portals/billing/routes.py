@@ -7,14 +7,14 @@ from datetime import date
 
 from flask import abort, current_app, flash, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.formatting import parse_rupees
-from app.models import Branch, EInvoice, Organization, Refund
+from app.models import Branch, Organization
 from app.portals import page_after_post, page_or_fragment
 from app.portals.billing import bp
-from app.services import billing, billing_exceptions, documents
+from app.services import billing, documents
 
 
 def _date_arg(name: str) -> date | None:
@@ -26,17 +26,12 @@ def _date_arg(name: str) -> date | None:
 
 @bp.get("/", endpoint="dashboard")
 def dashboard_view():  # type: ignore[no-untyped-def]
-    due_count, due_total = billing.dues_summary()
-    attention = {
-        "exceptions": billing_exceptions.open_count(),
-        "refund_approvals": db.session.execute(
-            select(func.count(Refund.id)).where(Refund.status == "pending_approval")).scalar_one(),
-        "einvoice_problems": db.session.execute(
-            select(func.count(EInvoice.id)).where(EInvoice.status.in_(("rejected", "retrying")))).scalar_one(),
-    }
+    counts = billing.home_counts()
+    attention = {"exceptions": counts.exceptions, "refund_approvals": counts.refund_approvals,
+                 "einvoice_problems": counts.einvoice_problems}
     collected = billing.collections_today(current_user.branch_id)
     return render_template("billing/home.html", collected=collected, collected_total=sum(collected.values()),
-                           due_count=due_count, due_total=due_total, attention=attention,
+                           due_count=counts.due_count, due_total=counts.due_paise, attention=attention,
                            endpoints=current_app.view_functions)
 
 

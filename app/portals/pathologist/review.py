@@ -29,7 +29,7 @@ READ_BACK_VALUES = ("y", "on", "1", "true", "yes")
 
 
 def _user() -> User:
-    return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    return current_user.record()  # type: ignore[no-any-return]
 
 
 def _order_or_404(accession: str) -> Order:
