@@ -4,21 +4,27 @@ systemd unit show them."""
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
+# The master imports the app once and forks every worker from it, warm. Workers are
+# recycled every ~5000 requests (--max-requests); without this each new worker imported
+# the whole app and warmed WeasyPrint again: about 2 s of CPU taken from requests, every
+# few minutes per worker on a busy desk (docs/PERFORMANCE.md). The pages stay shared
+# between master and workers until written. New code therefore needs a restart of the
+# service, not a HUP (docs/OPERATIONS.md, Upgrades).
+preload_app = True
 
-def post_worker_init(worker: Any) -> None:
-    """Warm WeasyPrint in the background as each worker starts, so the first label or
-    receipt of the day comes back in milliseconds, not a second later. LIS_PDF_WARMUP=0
-    turns it off (a web host that never prints saves the memory)."""
+
+def when_ready(server: Any) -> None:
+    """Warm WeasyPrint in the master before the first fork, so the first label or receipt
+    of the day comes back in milliseconds, not a second later, in every worker, recycled
+    ones included. LIS_PDF_WARMUP=0 turns it off (a web host that never prints saves the
+    memory). Synchronous and in the master's only thread: nothing is mid-flight at fork."""
     if os.environ.get("LIS_PDF_WARMUP", "1") == "0":
         return
-    def warm() -> None:
-        try:
-            from app.services import documents
-            documents.warm_up()
-        except Exception:  # a warm-up failure only costs the first PDF its second
-            worker.log.warning("PDF warm-up failed", exc_info=True)
+    try:
+        from app.services import documents
 
-    threading.Thread(target=warm, name="pdf-warm-up", daemon=True).start()
+        documents.warm_up()
+    except Exception:  # a warm-up failure only costs the first PDF its second
+        server.log.warning("PDF warm-up failed", exc_info=True)

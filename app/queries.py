@@ -9,13 +9,16 @@ statements are defined here once, as Core SELECTs, and sent the cheap way on the
 own connection and transaction (`db.session.connection()`).
 
 Tenant scoping. These statements do not pass through the ORM, so app/security.py's tenant
-criteria cannot reach them. They carry their own: every tenant table a statement reads
-must be filtered with `<table>.org_id = :org_id` (write it with `org(table)`), which is
-checked when the query is defined (an import-time error, not a leak), and `:org_id` is
-always bound from the session's organization (`security.use_tenant`), never by the caller.
-With no organization on the session the query refuses to run (TenantNotSet), as the ORM
+criteria cannot reach them. They carry their own, and the query refuses to be defined (an
+import-time error, not a leak) unless every table with an org_id column that any SELECT in
+it reads, aliases and subqueries included, is restricted by an AND-term
+`<table>.org_id = :org_id` (write it with `org(table)`) of that SELECT's WHERE, or of the ON
+of an inner join, or of an outer join's ON for its joined side. An OR, a filter on another
+level of the statement, or one in an ON that cannot restrict the rows does not count.
+`:org_id` is always bound from the session's organization (`security.use_tenant`), never by
+the caller; with none on the session the query refuses to run (TenantNotSet), as the ORM
 path does. A query that must read across organizations (the login's user lookup) says so
-with `all_tenants=True` and gets no :org_id.
+with `all_tenants=True` and takes no :org_id.
 
 Rows come back as the driver returns them (psycopg's own types: int, str, Decimal, aware
 datetimes), without SQLAlchemy's result processing: fine for counts, names and times;
@@ -23,14 +26,14 @@ use the ORM for anything that needs type conversion or is written back.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Select, Table, bindparam
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Row
-from sqlalchemy.sql.selectable import Alias
-from sqlalchemy.sql.util import find_tables
+from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, ColumnClause
+from sqlalchemy.sql.selectable import Alias, Join
 
 from app.extensions import db
 
@@ -42,10 +45,53 @@ def org(table: Any) -> ColumnElement[bool]:
     return table.c.org_id == bindparam(ORG_PARAM, type_=BigInteger)
 
 
-def _tenant_table_names() -> set[str]:
-    from app.security import _tenant_tables
+def _is_tenant_table(source: Any) -> bool:
+    """A table (or an alias of one) with an org_id column: the tenant models, and tables
+    such as audit_event whose rows belong to an organization without being TenantScoped."""
+    table = source.element if isinstance(source, Alias) else source
+    return isinstance(table, Table) and "org_id" in table.c
 
-    return {t.name for t in _tenant_tables()}
+
+def _conjuncts(clause: Any) -> list[Any]:
+    """The terms of a criterion joined by AND (an OR's terms do not each restrict)."""
+    if clause is None:
+        return []
+    if isinstance(clause, BooleanClauseList) and clause.operator is operators.and_:
+        return [term for sub in clause.clauses for term in _conjuncts(sub)]
+    return [clause]
+
+
+def _filters_org(term: Any, source: Any) -> bool:
+    return (isinstance(term, BinaryExpression) and term.operator is operators.eq
+            and isinstance(term.right, BindParameter) and term.right.key == ORG_PARAM
+            and isinstance(term.left, ColumnClause) and term.left.name == "org_id" and term.left.table is source)
+
+
+def _unscoped_sources(select_: Select[Any]) -> list[Any]:
+    """The tenant tables in this SELECT's own FROM list (joins included) that no AND-term
+    of its WHERE, or of the ON of a join that can restrict them, filters to :org_id.
+    Subqueries are SELECTs of their own and are checked on their own."""
+    where = _conjuncts(select_.whereclause)
+    unscoped = []
+
+    def visit(source: Any, criteria: list[Any]) -> None:
+        if isinstance(source, Join):
+            on = _conjuncts(source.onclause)
+            if source.full:
+                visit(source.left, criteria)
+                visit(source.right, criteria)
+            elif source.isouter:  # ON restricts only the joined (right) side
+                visit(source.left, criteria)
+                visit(source.right, criteria + on)
+            else:
+                visit(source.left, criteria + on)
+                visit(source.right, criteria + on)
+        elif _is_tenant_table(source) and not any(_filters_org(term, source) for term in criteria):
+            unscoped.append(source)
+
+    for source in select_.get_final_froms():
+        visit(source, where)
+    return unscoped
 
 
 class Query:
@@ -64,26 +110,24 @@ class Query:
         self._defaults: dict[str, Any] = dict(expanded.parameters)
         self._required = frozenset(name for name, bind in compiled.binds.items()
                                    if bind.required and name != ORG_PARAM)
+        if any(bind.expanding and bind.required for bind in compiled.binds.values()):
+            raise ValueError(f"query {self.name}: an IN list given at run time is not supported "
+                             "(write its values into the query, or use the ORM)")
         processors = compiled._bind_processors  # noqa: SLF001 - type conversions for bound values
         self._processors = {key: proc for key, proc in processors.items() if proc is not None}
         self._check_scoping(stmt)
 
     def _check_scoping(self, stmt: Select[Any]) -> None:
-        """Every tenant table read is filtered by its own `org_id = :org_id`; a query that
-        reads across organizations must not take :org_id at all."""
+        """Every tenant table read, at every level of the statement, is filtered by its own
+        `org_id = :org_id`; a query that reads across organizations takes no :org_id."""
         if self.all_tenants:
             if ORG_PARAM in self._defaults:
                 raise ValueError(f"query {self.name}: all_tenants=True but filters on :{ORG_PARAM}")
             return
-        tenant_tables = _tenant_table_names()
-        for source in find_tables(stmt, include_aliases=True):
-            table = source.element if isinstance(source, Alias) else source
-            if not isinstance(table, Table) or table.name not in tenant_tables:
-                continue
-            rendered = source.name
-            if not re.search(rf"(?<![\w.]){re.escape(rendered)}\.org_id = %\({ORG_PARAM}\)s", self.sql):
-                raise ValueError(f"query {self.name}: reads tenant table {rendered} without "
-                                 f"{rendered}.org_id = :{ORG_PARAM} (use queries.org({rendered}))")
+        for select_ in (node for node in visitors.iterate(stmt) if isinstance(node, Select)):
+            for source in _unscoped_sources(select_):
+                raise ValueError(f"query {self.name}: reads tenant table {source.name} without "
+                                 f"{source.name}.org_id = :{ORG_PARAM} (use queries.org({source.name}))")
         if ORG_PARAM not in self._defaults:
             raise ValueError(f"query {self.name}: reads no tenant table; define it with all_tenants=True")
 

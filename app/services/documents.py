@@ -93,8 +93,8 @@ def pdf_and_pages(html: str) -> tuple[bytes, int]:
 
 def warm_up() -> None:
     """Render one tiny PDF so the first label a desk prints does not pay WeasyPrint's start-up
-    (about a second: pango, fontconfig and the Latin fonts). Called in a background thread
-    when a gunicorn worker starts (app/gunicorn_conf.py)."""
+    (about a second: pango, fontconfig and the Latin fonts). Called
+    by the gunicorn master before it forks the workers (app/gunicorn_conf.py)."""
     _pdf("<p>warm-up</p>")
 
 

@@ -105,7 +105,7 @@ def live_server(live_app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     server = make_server("127.0.0.1", 0, live_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="e2e-live-server", daemon=True)
     thread.start()
-    documents.warm_up()  # as gunicorn's post_worker_init does in production (app/gunicorn_conf.py)
+    documents.warm_up()  # as gunicorn's master does before forking in production (app/gunicorn_conf.py)
     try:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import BigInteger, String, bindparam, func, select, update
+from sqlalchemy import BigInteger, String, and_, bindparam, func, or_, select, update
 
 from app import audit, security
 from app.models import AuditEvent, Bill, Branch, Department, LabTest, Order, Organization, Sample, User
@@ -80,13 +80,49 @@ def test_an_aliased_tenant_table_needs_its_own_filter():
     assert "s2.org_id = %(org_id)s" in both.sql and "sample.org_id = %(org_id)s" in both.sql
 
 
+def test_an_aliased_tenant_table_filtered_on_its_own_is_accepted():
+    s2 = samples_t.alias("s2")
+    query = Query("alias_filtered", select(s2.c.id).where(org(s2)))
+    assert "s2.org_id = %(org_id)s" in query.sql
+
+
+@pytest.mark.parametrize("make", [
+    # the filter is one side of an OR: the other side reads every lab's rows
+    lambda: select(samples_t.c.id).where(or_(org(samples_t), samples_t.c.status == "pending")),
+    # filtered inside the subquery, not where the rows are read
+    lambda: select(samples_t.c.id).where(samples_t.c.id.notin_(
+        select(samples_t.c.id).where(org(samples_t)).scalar_subquery())),
+    # the filter sits in a LEFT JOIN's ON, which cannot restrict the left side's rows
+    lambda: select(samples_t.c.id).select_from(samples_t.outerjoin(
+        orders_t, and_(orders_t.c.id == samples_t.c.order_id, org(samples_t), org(orders_t)))),
+    # the filter compares the wrong table's org_id
+    lambda: select(samples_t.c.id).select_from(samples_t.join(orders_t, orders_t.c.id == samples_t.c.order_id))
+    .where(org(orders_t), samples_t.c.org_id == orders_t.c.org_id),
+], ids=["or", "filtered_only_in_subquery", "left_side_in_outer_on", "indirect"])
+def test_a_filter_that_does_not_restrict_the_rows_read_is_refused(make):
+    with pytest.raises(ValueError, match="reads tenant table sample without"):
+        Query("leaky", make())
+
+
+def test_an_outer_joined_table_may_be_filtered_in_its_on_clause():
+    query = Query("outer_on", select(orders_t.c.id, samples_t.c.id).select_from(orders_t.outerjoin(
+        samples_t, and_(samples_t.c.order_id == orders_t.c.id, org(samples_t)))).where(org(orders_t)))
+    assert "LEFT OUTER JOIN sample ON" in query.sql
+
+
+def test_an_in_list_given_at_run_time_is_refused_when_defined():
+    with pytest.raises(ValueError, match="IN list given at run time"):
+        Query("in_list", select(samples_t.c.id).where(org(samples_t), samples_t.c.id.in_(bindparam("ids"))))
+
+
 def test_all_tenants_must_not_filter_on_org_and_a_query_without_tenant_tables_must_say_all_tenants():
     with pytest.raises(ValueError, match="all_tenants=True but filters on :org_id"):
         Query("contradiction", select(samples_t.c.id).where(org(samples_t)), all_tenants=True)
     organizations = Organization.__table__
     with pytest.raises(ValueError, match="reads no tenant table; define it with all_tenants=True"):
         Query("orgs", select(organizations.c.id))
-    with pytest.raises(ValueError, match="reads no tenant table"):
+    with pytest.raises(ValueError, match="reads tenant table audit_event without"):
+        # not TenantScoped, but its rows belong to an organization: it needs the filter too
         Query("audit_only", select(AuditEvent.__table__.c.id))
     across = Query("orgs_across", select(organizations.c.id), all_tenants=True)
     assert "org_id" not in across.sql

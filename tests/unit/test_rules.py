@@ -82,25 +82,22 @@ def test_audit_values_are_json_safe():
     assert value == {"at": "2026-01-01T00:00:00+00:00", "rate": "18.00", "ids": [1, 2]}
 
 
-def test_gunicorn_worker_start_warms_the_pdf_engine():
-    """The first label of the day must not pay WeasyPrint's start-up: gunicorn's
-    post_worker_init renders a tiny PDF in the background."""
+def test_gunicorn_master_preloads_the_app_and_warms_the_pdf_engine_before_forking():
+    """The first label of the day must not pay WeasyPrint's start-up, and a recycled worker
+    must not import the app again: gunicorn preloads the app and warms WeasyPrint in the
+    master (when_ready), so every worker is forked warm."""
     import logging
-    import threading
 
     from app import gunicorn_conf
     from app.services import documents
 
-    class Worker:
+    class Arbiter:
         log = logging.getLogger("test")
 
+    assert gunicorn_conf.preload_app is True
     documents._stylesheets.clear()
-    gunicorn_conf.post_worker_init(Worker())
-    warmers = [t for t in threading.enumerate() if t.name == "pdf-warm-up"]
-    assert warmers
-    for thread in warmers:
-        thread.join(30)
-    assert frozenset() in documents._stylesheets  # the Latin fonts are loaded
+    gunicorn_conf.when_ready(Arbiter())
+    assert frozenset() in documents._stylesheets  # the Latin fonts are loaded, synchronously
 
 
 def test_upi_qr_is_generated_once_per_uri():
