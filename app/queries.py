@@ -31,9 +31,9 @@ from typing import Any
 from sqlalchemy import BigInteger, ColumnElement, Select, Table, bindparam
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Row
-from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, ColumnClause
-from sqlalchemy.sql.selectable import Alias, Join
+from sqlalchemy.sql.selectable import CTE, Alias, Join, Subquery
 
 from app.extensions import db
 
@@ -67,10 +67,24 @@ def _filters_org(term: Any, source: Any) -> bool:
             and isinstance(term.left, ColumnClause) and term.left.name == "org_id" and term.left.table is source)
 
 
-def _unscoped_sources(select_: Select[Any]) -> list[Any]:
+def _selects(element: Any, enclosing: frozenset[Any] = frozenset()) -> Any:
+    """Every SELECT in a statement, with the FROM objects of the SELECTs around it: a
+    subquery in a WHERE or a column list (scalar, EXISTS) takes those from its enclosing
+    query (SQLAlchemy correlates them); one in a FROM (a derived table, a CTE) takes none."""
+    if isinstance(element, Select):
+        yield element, enclosing
+        enclosing = enclosing | frozenset(element.get_final_froms())
+    elif isinstance(element, (Subquery, CTE)):
+        enclosing = frozenset()
+    for child in element.get_children():
+        yield from _selects(child, enclosing)
+
+
+def _unscoped_sources(select_: Select[Any], correlated: frozenset[Any]) -> list[Any]:
     """The tenant tables in this SELECT's own FROM list (joins included) that no AND-term
     of its WHERE, or of the ON of a join that can restrict them, filters to :org_id.
-    Subqueries are SELECTs of their own and are checked on their own."""
+    Correlated ones are the enclosing query's rows, checked there; subqueries are SELECTs
+    of their own and are checked on their own."""
     where = _conjuncts(select_.whereclause)
     unscoped = []
 
@@ -86,6 +100,8 @@ def _unscoped_sources(select_: Select[Any]) -> list[Any]:
             else:
                 visit(source.left, criteria + on)
                 visit(source.right, criteria + on)
+        elif source in correlated:
+            return
         elif _is_tenant_table(source) and not any(_filters_org(term, source) for term in criteria):
             unscoped.append(source)
 
@@ -124,8 +140,8 @@ class Query:
             if ORG_PARAM in self._defaults:
                 raise ValueError(f"query {self.name}: all_tenants=True but filters on :{ORG_PARAM}")
             return
-        for select_ in (node for node in visitors.iterate(stmt) if isinstance(node, Select)):
-            for source in _unscoped_sources(select_):
+        for select_, correlated in _selects(stmt):
+            for source in _unscoped_sources(select_, correlated):
                 raise ValueError(f"query {self.name}: reads tenant table {source.name} without "
                                  f"{source.name}.org_id = :{ORG_PARAM} (use queries.org({source.name}))")
         if ORG_PARAM not in self._defaults:

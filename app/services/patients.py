@@ -12,15 +12,15 @@ from typing import Any
 
 from flask import current_app
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import Text, any_, bindparam, delete, exists, func, insert, or_, select, text
+from sqlalchemy import BigInteger, Integer, Row, String, Text, any_, bindparam, delete, exists, func, insert, or_, select, text
 from sqlalchemy import update as update_statement
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import aliased
 
 from app import audit, security
 from app.extensions import db
 from app.models import NameWord, Patient, PatientWord
+from app.queries import Query, org
 from app.services import ServiceError, identifiers, names
 from app.services.branches import STATE_CODES
 
@@ -317,23 +317,54 @@ def as_form_data(patient: Patient) -> dict[str, Any]:
 MRN_RE = re.compile(r"^\d{7,12}$")
 
 
-def search(query: str, *, limit: int = 20) -> list[Patient]:
+# ---------------------------------------------------------------- the search box
+# The desk's most frequent request (active search, a request per pause in typing). Its
+# patient reads are precompiled (app/queries.py) and return only what a list of matches
+# shows (Match rows: the columns below, as attributes), not Patient objects: loading 20
+# whole rows through the ORM was most of a search's server time (docs/PERFORMANCE.md).
+_patient = Patient.__table__
+_MATCH_COLUMNS = (_patient.c.id, _patient.c.org_id, _patient.c.mrn, _patient.c.full_name, _patient.c.sex, _patient.c.date_of_birth,
+                  _patient.c.dob_estimated, _patient.c.mobile, _patient.c.email, _patient.c.aadhaar_masked,
+                  _patient.c.abha_number, _patient.c.abha_address)
+Match = Row[Any]  # a patient as a list of matches shows it (id, org_id, mrn, full_name, sex, date_of_birth, mobile...)
+
+
+def _matches(name: str, *criteria: Any, order_by: Any = (), limit: bool = True) -> Query:
+    stmt = select(*_MATCH_COLUMNS).where(org(_patient), *criteria).order_by(*order_by)
+    return Query(name, stmt.limit(bindparam("limit", type_=Integer)) if limit else stmt)
+
+
+_BY_MRN = _matches("patient_by_mrn", _patient.c.mrn == bindparam("mrn", type_=String), limit=False)
+_BY_MOBILE = _matches("patients_by_mobile", _patient.c.mobile == bindparam("mobile", type_=String),
+                      order_by=[_patient.c.full_name])
+_NAME_CONTAINS = _matches("patients_name_contains", _patient.c.name_search.like(bindparam("pattern", type_=String)),
+                          order_by=[_patient.c.name_search])
+# A range scan of ix_patient_org_name_dob, stopped after `limit` rows, in the index's order
+# (left() re-checks the range in case the collation is not C; a LIKE there would tempt the
+# planner into the trigram index).
+_NAME_BEGINS = _matches("patients_name_begins", _patient.c.name_search >= bindparam("key", type_=String),
+                        _patient.c.name_search < bindparam("upper", type_=String),
+                        func.left(_patient.c.name_search, bindparam("length", type_=Integer)) == bindparam("key"),
+                        order_by=[_patient.c.name_search, _patient.c.date_of_birth])
+_BY_IDS = _matches("patients_by_ids", _patient.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))), limit=False)
+
+
+def search(query: str, *, limit: int = 20) -> list[Match]:
     """One box for MRN, mobile (any format) and name (partial, accent- and variant-tolerant,
-    typing slips forgiven; matched word by word, below)."""
+    typing slips forgiven; matched word by word, below). Match rows, best first."""
     q = (query or "").strip()[:100]
     if len(q) < 2:
         return []
     if MRN_RE.match(q) and identifiers.has_valid_check_digit(q):
-        found = db.session.execute(select(Patient).where(Patient.mrn == q)).scalars().all()
+        found = _BY_MRN.rows(mrn=q)
         if found:
-            return list(found)
+            return found
     if identifiers.looks_like_phone(q):
         try:
             mobile = identifiers.normalize_mobile(q)
         except ValueError:
             return []
-        return list(db.session.execute(
-            select(Patient).where(Patient.mobile == mobile).order_by(Patient.full_name).limit(limit)).scalars())
+        return _BY_MOBILE.rows(mobile=mobile, limit=limit)
     key = names.fold(q)
     if not key:
         return []
@@ -341,8 +372,7 @@ def search(query: str, *, limit: int = 20) -> list[Patient]:
         # Indian scripts: substring match (trigrams of non-Latin letters depend on the
         # database locale, so no similarity ranking is relied on here).
         escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return list(db.session.execute(select(Patient).where(Patient.name_search.like(f"%{escaped}%"))
-                                       .order_by(Patient.name_search).limit(limit)).scalars())
+        return _NAME_CONTAINS.rows(pattern=f"%{escaped}%", limit=limit)
     words = key.split()
     if len(q) < 3 or (len(words) > 1 and all(len(w) < 3 for w in words)):
         # Two letters typed ("Ka"), or initials only ("K R"). What was typed counts, not
@@ -390,16 +420,11 @@ def _tenant() -> int:
     return org_id
 
 
-def _names_beginning(key: str, limit: int) -> list[Patient]:
-    """Names beginning with the key, in name order: a range scan of ix_patient_org_name_dob,
-    stopped after `limit` rows (left() re-checks the range in case the collation is not C;
-    a LIKE there would tempt the planner into the trigram index). Similarity means
-    nothing for two letters, and no trigram index helps with them."""
+def _names_beginning(key: str, limit: int) -> list[Match]:
+    """Names beginning with the key, in name order. Similarity means nothing for two
+    letters, and no trigram index helps with them."""
     upper = key[:-1] + chr(ord(key[-1]) + 1)
-    return list(db.session.execute(
-        select(Patient).where(Patient.name_search >= key, Patient.name_search < upper,
-                              func.left(Patient.name_search, len(key)) == key)
-        .order_by(Patient.name_search, Patient.date_of_birth).limit(limit)).scalars())  # the index's order
+    return _NAME_BEGINS.rows(key=key, upper=upper, length=len(key), limit=limit)
 
 
 @dataclass(frozen=True)
@@ -476,13 +501,15 @@ def _words_beginning(short: str) -> list[str]:
         .order_by((NameWord.word == short).desc(), NameWord.patients.desc()).limit(NEAREST_WORDS)).scalars())
 
 
-def _patients(ids: list[int]) -> list[Patient]:
-    """The patients of these ids (the ORM scopes them to the organization too), in that order."""
-    by_id = {p.id: p for p in db.session.execute(select(Patient).where(Patient.id.in_(ids))).scalars()}
+def _patients(ids: list[int]) -> list[Match]:
+    """The patients of these ids (of this organization only), in that order."""
+    if not ids:
+        return []
+    by_id = {row.id: row for row in _BY_IDS.rows(ids=ids)}
     return [by_id[i] for i in ids if i in by_id]
 
 
-def _names_by_words(key: str, words: list[str], limit: int, q: str) -> list[Patient]:
+def _names_by_words(key: str, words: list[str], limit: int, q: str) -> list[Match]:
     """Every typed word of 3 letters or more must match one of its dictionary words (so
     spelling variants fold() does not join, and typing slips, still match); a shorter one
     must begin a word of the name ("K Ramesh"). Ranked by word similarity to all that was
@@ -527,22 +554,45 @@ def _having_every_word(key: str, spellings: list[list[str]], short: list[str], p
     name the index carries: a name with a word one slip from a typed word first ("Niramla"
     meant Nirmala more likely than Nirav, however trigrams score them), then by similarity."""
     rarest = min(spellings, key=lambda ws: sum(patients_with[w] for w in ws))
-    hit = PatientWord
-    score = func.word_similarity(key, hit.name_search)
-    query = select(hit.patient_id, score).where(hit.word.in_(rarest))
-    for other in spellings:
-        if other is not rarest:
-            also = aliased(PatientWord)
-            query = query.where(exists().where(also.org_id == hit.org_id, also.word.in_(other),
-                                               also.patient_id == hit.patient_id))
-    query = query.where(*[(" " + hit.name_search).like(f"% {w}%") for w in short])  # letters and digits only
-    # The best first; among equals the shorter name (no extra words), then the newest.
-    order = [score.desc(), func.length(hit.name_search), hit.patient_id.desc()]
+    others = [other for other in spellings if other is not rarest]
+    query = _having_every_word_query(len(others), len(short), bool(slips))
+    params: dict[str, Any] = {"key": key, "rarest": rarest, "limit": limit}
+    params |= {f"other_{n}": other for n, other in enumerate(others)}
+    params |= {f"short_{n}": f"% {w}%" for n, w in enumerate(short)}  # letters and digits only
     if slips:
-        name_words = func.string_to_array(hit.name_search, " ", type_=ARRAY(Text))
-        order.insert(0, name_words.overlap(bindparam("slip_words", slips, type_=ARRAY(Text))).desc())
-    query = query.group_by(hit.patient_id, hit.name_search)  # a name with two of the words, once
-    return list(db.session.execute(query.order_by(*order).limit(limit)).all())
+        params["slips"] = slips
+    return [(patient_id, score) for patient_id, score in query.rows(**params)]
+
+
+_HAVING_EVERY_WORD: dict[tuple[int, int, bool], Query] = {}
+
+
+def _having_every_word_query(others: int, short: int, slips: bool) -> Query:
+    """The statement of _having_every_word for this many other lists and short words, with
+    or without slips: compiled on first use and kept (a handful of shapes in practice)."""
+    shape = (others, short, slips)
+    query = _HAVING_EVERY_WORD.get(shape)
+    if query is not None:
+        return query
+    words = ARRAY(Text)
+    hit = PatientWord.__table__.alias("hit")
+    score = func.word_similarity(bindparam("key", type_=Text), hit.c.name_search)
+    stmt = select(hit.c.patient_id, score.label("score")).where(
+        org(hit), hit.c.word == any_(bindparam("rarest", type_=words)))
+    for n in range(others):
+        also = PatientWord.__table__.alias(f"also_{n}")
+        stmt = stmt.where(exists().where(org(also), also.c.word == any_(bindparam(f"other_{n}", type_=words)),
+                                         also.c.patient_id == hit.c.patient_id))
+    stmt = stmt.where(*[(" " + hit.c.name_search).like(bindparam(f"short_{n}", type_=Text)) for n in range(short)])
+    # The best first; among equals the shorter name (no extra words), then the newest.
+    order = [score.desc(), func.length(hit.c.name_search), hit.c.patient_id.desc()]
+    if slips:
+        name_words = func.string_to_array(hit.c.name_search, " ", type_=words)
+        order.insert(0, name_words.overlap(bindparam("slips", type_=words)).desc())
+    stmt = (stmt.group_by(hit.c.patient_id, hit.c.name_search)  # a name with two of the words, once
+            .order_by(*order).limit(bindparam("limit", type_=Integer)))
+    query = _HAVING_EVERY_WORD[shape] = Query(f"patients_having_every_word_{others}_{short}_{int(slips)}", stmt)
+    return query
 
 
 def age_parts(dob: date, on: date | None = None) -> tuple[int, int, int]:

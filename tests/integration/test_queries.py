@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import BigInteger, String, and_, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, String, and_, bindparam, exists, func, or_, select, update
 
 from app import audit, security
 from app.models import AuditEvent, Bill, Branch, Department, LabTest, Order, Organization, Sample, User
@@ -108,6 +108,17 @@ def test_an_outer_joined_table_may_be_filtered_in_its_on_clause():
     query = Query("outer_on", select(orders_t.c.id, samples_t.c.id).select_from(orders_t.outerjoin(
         samples_t, and_(samples_t.c.order_id == orders_t.c.id, org(samples_t)))).where(org(orders_t)))
     assert "LEFT OUTER JOIN sample ON" in query.sql
+
+
+def test_a_correlated_subquery_needs_only_its_own_tables_filtered():
+    """The enclosing query's table, referred to from an EXISTS, is the enclosing rows
+    (already filtered there); the subquery's own table needs its own filter."""
+    query = Query("correlated", select(orders_t.c.id).where(
+        org(orders_t), exists().where(org(samples_t), samples_t.c.order_id == orders_t.c.id)))
+    assert "EXISTS (SELECT" in query.sql and query.sql.count("org_id = %(org_id)s") == 2
+    with pytest.raises(ValueError, match="reads tenant table sample without"):
+        Query("correlated_unfiltered", select(orders_t.c.id).where(
+            org(orders_t), exists().where(samples_t.c.order_id == orders_t.c.id)))
 
 
 def test_an_in_list_given_at_run_time_is_refused_when_defined():
