@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, Table, bindparam
+from sqlalchemy import BigInteger, ColumnElement, Select, Table, bindparam, text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import operators
@@ -178,4 +178,22 @@ class Query:
         return db.session.connection().exec_driver_sql(self.sql, self._params(params)).one()
 
     def __repr__(self) -> str:
-        return f"<Query {self.name}>"
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class TextQuery(Query):
+    """Hand-written SQL for what Core does not express well (a LATERAL per array element),
+    compiled once like a Query. Its tenant filter cannot be checked structurally: the SQL
+    must take `:org_id` (bound from the session, as for a Query) and apply it to every
+    tenant table it reads, `WHERE <table>.org_id = :org_id`; a reviewer checks the rest."""
+
+    def __init__(self, name: str, sql: str):  # noqa: super().__init__ compiles a Select
+        self.name = name
+        self.all_tenants = False
+        compiled = text(sql).compile(dialect=PGDialect_psycopg())
+        self.sql = compiled.string
+        self._defaults = {key: None for key in compiled.binds}
+        self._required = frozenset(self._defaults) - {ORG_PARAM}
+        self._processors = {}
+        if ORG_PARAM not in self._defaults:
+            raise ValueError(f"query {self.name}: hand-written SQL must filter on :{ORG_PARAM}")

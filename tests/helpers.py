@@ -39,3 +39,16 @@ class AuthActions:
 
     def logout(self):  # type: ignore[no-untyped-def]
         return self.client.post_form("/logout")
+
+
+def audit_events(session, action: str) -> list:  # type: ignore[no-untyped-def]
+    """The audit rows of one action written by this test, oldest first. A test's rows are
+    rolled back with its transaction, which began at now(); a few tests commit for real
+    (threads racing in an organization of their own) and their rows stay behind, older."""
+    from sqlalchemy import func, select
+
+    from app.models import AuditEvent
+
+    session.expire_all()
+    return list(session.execute(select(AuditEvent).where(AuditEvent.action == action, AuditEvent.at >= func.now())
+                                .order_by(AuditEvent.id)).scalars())

@@ -17,10 +17,10 @@ from sqlalchemy import update as update_statement
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from app import audit, security
+from app import audit
 from app.extensions import db
 from app.models import NameWord, Patient, PatientWord
-from app.queries import Query, org
+from app.queries import Query, TextQuery, org
 from app.services import ServiceError, identifiers, names
 from app.services.branches import STATE_CODES
 
@@ -394,30 +394,22 @@ NEWEST_PER_WORD = 20  # one typed word: the newest patients of each matching wor
 MIN_WORD_SIMILARITY = 0.45  # when a typed word matches no word of the name: how close the name must be
 SLIP_MIN_LETTERS = 4  # shorter typed words are one slip away from too many names
 
-# Raw SQL (a LATERAL per typed word) is not scoped by the ORM: both filter org_id themselves.
-_NEAREST_WORDS_SQL = text("""
+# Hand-written SQL (a LATERAL per typed word), precompiled; both filter org_id themselves.
+_NEAREST_WORDS = TextQuery("name_words_nearest", """
     SELECT t.n, d.word, d.similarity, d.patients
     FROM unnest(CAST(:typed AS text[])) WITH ORDINALITY AS t(word, n)
     CROSS JOIN LATERAL (
         SELECT word, patients, word_similarity(t.word, word) AS similarity FROM name_word
-        WHERE org_id = CAST(:org AS bigint) ORDER BY t.word <<-> word LIMIT :scan) d
+        WHERE org_id = CAST(:org_id AS bigint) ORDER BY t.word <<-> word LIMIT :scan) d
     WHERE d.similarity >= :min_similarity""")
-_NEWEST_OF_WORDS_SQL = text("""
+_NEWEST_OF_WORDS = TextQuery("patients_newest_of_words", """
     SELECT hit.patient_id FROM unnest(CAST(:words AS text[])) AS c(word)
     CROSS JOIN LATERAL (
         SELECT patient_id, name_search FROM patient_word
-        WHERE org_id = CAST(:org AS bigint) AND word = c.word
+        WHERE org_id = CAST(:org_id AS bigint) AND word = c.word
         ORDER BY patient_id DESC LIMIT :per_word) hit
     GROUP BY hit.patient_id, hit.name_search
     ORDER BY word_similarity(:key, hit.name_search) DESC, hit.patient_id DESC LIMIT :limit""")
-
-
-def _tenant() -> int:
-    """The organization for the raw SQL here, which refuses to run without one."""
-    org_id = security.current_tenant()
-    if org_id is None:
-        raise security.TenantNotSet("name search without an organization")
-    return org_id
 
 
 def _names_beginning(key: str, limit: int) -> list[Match]:
@@ -462,8 +454,8 @@ def _look_up(typed: list[str], as_typed: dict[str, str]) -> tuple[list[_Typed], 
     the whole dictionary), then one primary-key lookup of the words one slip away from
     those that are not dictionary words themselves."""
     rows: list[list[tuple[float, int, str]]] = [[] for _ in typed]
-    for n, word, similarity, count in db.session.execute(_NEAREST_WORDS_SQL, {
-            "typed": typed, "org": _tenant(), "scan": 2 * NEAREST_WORDS, "min_similarity": WORD_MATCH}):
+    for n, word, similarity, count in _NEAREST_WORDS.rows(typed=typed, scan=2 * NEAREST_WORDS,
+                                                          min_similarity=WORD_MATCH):
         rows[n - 1].append((similarity, count, word))
     patients_with = {w: c for found in rows for _, c, w in found}
     near = [{w: s for s, _, w in sorted(found, reverse=True)[:NEAREST_WORDS]} for found in rows]
@@ -524,9 +516,8 @@ def _names_by_words(key: str, words: list[str], limit: int, q: str) -> list[Matc
         # of its words, ranked; at most NEAREST_WORDS × NEWEST_PER_WORD index entries read,
         # however many thousand patients share the surname.
         candidates = sorted(looked_up[0].near.keys() | looked_up[0].slips) if long else _words_beginning(words[0])
-        return _patients(list(db.session.execute(_NEWEST_OF_WORDS_SQL, {
-            "words": candidates, "org": _tenant(), "per_word": NEWEST_PER_WORD, "key": key, "limit": limit,
-        }).scalars()))
+        return _patients([row.patient_id for row in _NEWEST_OF_WORDS.rows(
+            words=candidates, per_word=NEWEST_PER_WORD, key=key, limit=limit)])
 
     # Several words: the names having a spelling of every typed word.
     spellings = [_spellings(t, [o for o in long if o != t.word]) for t in looked_up]

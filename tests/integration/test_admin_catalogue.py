@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 from stdnum import luhn
 
 from app import audit, security
-from app.models import (AuditEvent, Client, Department, LabTest, Panel, PriceList, PriceListItem, ReferenceInterval,
+from app.models import (Client, Department, LabTest, Panel, PriceList, PriceListItem, ReferenceInterval,
                         Referrer)
 from app.services import orders, patients
+from tests.helpers import audit_events
 from tests.factories import PASSWORD
 
 HTMX = {"HX-Request": "true"}
@@ -34,10 +35,6 @@ def count(session, model) -> int:
     return session.execute(select(func.count(model.id))).scalar_one()
 
 
-def events(session, action: str) -> list[AuditEvent]:
-    session.expire_all()
-    return list(session.execute(select(AuditEvent).where(AuditEvent.action == action)
-                                .order_by(AuditEvent.id)).scalars())
 
 
 def text_of(response) -> str:
@@ -82,7 +79,7 @@ def test_create_test_saves_paise_and_is_audited(client, lab, session):
     assert response.status_code == 303
     test = session.get(LabTest, created_id(response))
     assert (test.code, test.price_paise, test.loinc, test.decimals) == ("HBA1C", 145050, "4548-4", 1)
-    [event] = events(session, "lab_test.created")
+    [event] = audit_events(session, "lab_test.created")
     assert event.entity_type == "lab_test" and event.entity_id == str(test.id)
     assert event.after["price_paise"] == 145050 and event.before is None
 
@@ -117,7 +114,7 @@ def test_bad_test_input_answers_422_and_saves_nothing(client, lab, session, chan
     assert message.lower() in html.lower()
     assert f'id="{field}-err"' in html and f'aria-describedby="{field}-err' in html  # the message is on its field
     assert count(session, LabTest) == before
-    assert events(session, "lab_test.created") == []
+    assert audit_events(session, "lab_test.created") == []
 
 
 def test_htmx_422_swaps_only_the_form(client, lab):
@@ -146,12 +143,12 @@ def test_edit_records_only_the_changed_fields(client, lab, session):
     data = new_test(lab, code="HB", name="Haemoglobin (Hb)", loinc="718-7", department_id=hb.department_id,
                     specimen="Whole blood", container="EDTA", unit="mg/dL", decimals="0", method="", price="175")
     assert client.post_form(f"/admin/catalogue/tests/{hb.id}", data).status_code == 303
-    [event] = events(session, "lab_test.updated")
+    [event] = audit_events(session, "lab_test.updated")
     assert event.before == {"name": "Haemoglobin", "loinc": None, "price_paise": 15000}
     assert event.after == {"name": "Haemoglobin (Hb)", "loinc": "718-7", "price_paise": 17500}
     # saving again without changes writes no audit row
     assert client.post_form(f"/admin/catalogue/tests/{hb.id}", data).status_code == 303
-    assert len(events(session, "lab_test.updated")) == 1
+    assert len(audit_events(session, "lab_test.updated")) == 1
 
 
 def place_order(session, lab, codes: list[str]) -> None:
@@ -214,7 +211,7 @@ def test_add_interval_stores_days_and_is_audited(client, lab, session):
     assert html.lstrip().startswith('<section id="intervals"') and "2 months to under 1 year" in html
     [row] = session.execute(select(ReferenceInterval).where(ReferenceInterval.test_id == hb.id)).scalars()
     assert (row.age_min_days, row.age_max_days, str(row.low), str(row.critical_high)) == (61, 365, "13.0000", "20.0000")
-    [event] = events(session, "reference_interval.created")
+    [event] = audit_events(session, "reference_interval.created")
     assert event.after["age_min_days"] == 61 and event.after["source"] == "Dacie and Lewis, 12th ed."
 
 
@@ -267,12 +264,12 @@ def test_edit_and_delete_interval_are_audited(client, lab, session):
     assert client.post_form(url, interval(sex="any"), headers=HTMX).status_code == 422
     response = client.post_form(url, interval(sex="male", low="13.5"), headers=HTMX)
     assert response.status_code == 200 and "13.5" in text_of(response)
-    [event] = events(session, "reference_interval.updated")
+    [event] = audit_events(session, "reference_interval.updated")
     assert event.before == {"low": "13.0000"} and event.after == {"low": "13.5000"}
     response = client.post_form(f"{url}/delete", headers=HTMX)
     assert response.status_code == 200
     assert [i.id for i in session.execute(select(ReferenceInterval)).scalars()] == [female_id]
-    [deleted] = events(session, "reference_interval.deleted")
+    [deleted] = audit_events(session, "reference_interval.deleted")
     assert deleted.entity_id == str(male_id) and deleted.before["sex"] == "male" and deleted.after is None
     # without htmx, the same actions answer 303 back to the test's page
     plain = client.post_form(f"/admin/catalogue/tests/{hb.id}/intervals/{female_id}/delete")
@@ -309,7 +306,7 @@ def test_create_panel_with_its_tests_in_order(client, lab, session):
     panel_id = created_id(response)
     assert panel_codes(session, panel_id) == ["TSH", "GLUF"]
     assert session.get(Panel, panel_id).price_paise == 40000
-    [event] = events(session, "panel.created")
+    [event] = audit_events(session, "panel.created")
     assert event.after["tests"] == ["TSH", "GLUF"] and event.after["code"] == "THY"
     assert "Thyroid and sugar" in text_of(client.get("/admin/catalogue/panels"))
 
@@ -344,11 +341,11 @@ def test_panel_members_add_remove_and_reorder(client, lab, session):
     assert panel_codes(session, cbc.id) == ["HB", "WBC", "CREA", "PLT"]
     assert client.post_form(f"{url}/{items['HB'].id}/delete", headers=HTMX).status_code == 200
     assert panel_codes(session, cbc.id) == ["WBC", "CREA", "PLT"]
-    added_event, = events(session, "panel.test_added")
+    added_event, = audit_events(session, "panel.test_added")
     assert added_event.before == {"tests": ["HB", "WBC", "PLT"]} and added_event.after == {"tests": ["HB", "WBC", "PLT", "CREA"]}
-    [moved] = events(session, "panel.tests_reordered")
+    [moved] = audit_events(session, "panel.tests_reordered")
     assert moved.after == {"tests": ["HB", "WBC", "CREA", "PLT"]}
-    [removed] = events(session, "panel.test_removed")
+    [removed] = audit_events(session, "panel.test_removed")
     assert removed.before == {"tests": ["HB", "WBC", "CREA", "PLT"]} and removed.after == {"tests": ["WBC", "CREA", "PLT"]}
 
 
@@ -370,7 +367,7 @@ def test_panel_edit_is_audited(client, lab, session):
     data = {"code": "CBC", "name": "Complete blood count", "price": "399", "sac_code": "999316", "gst_rate": "0",
             "active": "y"}
     assert client.post_form(f"/admin/catalogue/panels/{cbc.id}", data).status_code == 303
-    [event] = events(session, "panel.updated")
+    [event] = audit_events(session, "panel.updated")
     assert event.before == {"price_paise": 35000} and event.after == {"price_paise": 39900}
 
 
@@ -395,7 +392,7 @@ def test_referrer_phone_is_normalised_mobile_or_landline(client, lab, session, t
     assert response.status_code == 303
     referrer = session.execute(select(Referrer).where(Referrer.name == "Dr. Arvind Shetty")).scalar_one()
     assert referrer.phone == stored
-    [event] = events(session, "referrer.created")
+    [event] = audit_events(session, "referrer.created")
     assert event.after["phone"] == stored
 
 
@@ -417,7 +414,7 @@ def test_referrer_edit_and_search(client, lab, session):
     referrer = lab["referrer"]
     data = new_referrer(name="Dr. Kavita Menon", phone="", email="", qualification="MBBS")
     assert client.post_form(f"/admin/referrers/{referrer.id}", data).status_code == 303
-    [event] = events(session, "referrer.updated")
+    [event] = audit_events(session, "referrer.updated")
     assert event.before == {"qualification": ""} and event.after == {"qualification": "MBBS"}
     html = text_of(client.get("/admin/referrers", query_string={"q": "kavita"}, headers=HTMX))
     assert "Dr. Kavita Menon" in html and "<html" not in html
@@ -458,14 +455,14 @@ def test_price_list_override_changes_the_price_orders_use(client, lab, session):
     assert changed.status_code == 200 and 'value="90.00"' in text_of(changed)
     session.expire_all()
     assert prices(b2b)["HB"] == 9000
-    [event] = events(session, "price_list_item.updated")
+    [event] = audit_events(session, "price_list_item.updated")
     assert event.before == {"price_paise": 10000} and event.after == {"price_paise": 9000}
     assert client.post_form(f"{url}/{hb_item.id}/delete", headers=HTMX).status_code == 200
     session.expire_all()
     assert prices(b2b)["HB"] == 15000
-    [removed] = events(session, "price_list_item.deleted")
+    [removed] = audit_events(session, "price_list_item.deleted")
     assert removed.before["price_paise"] == 9000 and removed.after is None
-    assert [e.after["code"] for e in events(session, "price_list_item.created")] == ["HB", "CBC"]
+    assert [e.after["code"] for e in audit_events(session, "price_list_item.created")] == ["HB", "CBC"]
 
 
 @pytest.mark.parametrize("data,message", [
@@ -520,7 +517,7 @@ def test_valid_gstins_are_accepted_and_give_the_state(client, lab, session, gsti
     assert response.status_code == 303, text_of(response)
     saved = session.execute(select(Client)).scalar_one()
     assert saved.gstin == gstin.replace(" ", "") and saved.state_code == state
-    [event] = events(session, "client.created")
+    [event] = audit_events(session, "client.created")
     assert event.after["gstin"] == saved.gstin
 
 
@@ -553,7 +550,7 @@ def test_an_inactive_price_list_cannot_be_given_to_a_client(client, lab, session
     assert client.post_form(f"/admin/price-lists/{price_list.id}", {"name": "Old rates"}).status_code == 303
     response = client.post_form("/admin/clients/new", new_client(price_list_id=price_list.id))
     assert response.status_code == 422 and "This price list is inactive" in text_of(response)
-    [event] = events(session, "price_list.updated")
+    [event] = audit_events(session, "price_list.updated")
     assert event.before == {"active": True} and event.after == {"active": False}
 
 
@@ -562,7 +559,7 @@ def test_client_edit_is_audited_and_codes_are_unique(client, lab, session):
     assert client.post_form("/admin/clients/new", new_client(name="Other")).status_code == 422
     apollo = session.execute(select(Client)).scalar_one()
     assert client.post_form(f"/admin/clients/{apollo.id}", new_client(credit_days="60")).status_code == 303
-    [event] = events(session, "client.updated")
+    [event] = audit_events(session, "client.updated")
     assert event.before == {"credit_days": 30} and event.after == {"credit_days": 60}
 
 

@@ -17,6 +17,7 @@ from app.models.instrument_order import InstrumentOrder
 from app.models import (AuditEvent, Instrument, InstrumentCode, InstrumentMessage, LabTest, Order, Result, Sample,
                         UnmatchedResult)
 from app.services import catalogue_seed, identifiers, instruments, orders, patients, samples
+from tests.helpers import audit_events
 from tests.factories import PASSWORD
 
 HTMX = {"HX-Request": "true"}
@@ -33,10 +34,6 @@ def count(session, model, *where) -> int:
     return session.execute(select(func.count(model.id)).where(*where)).scalar_one()
 
 
-def events(session, action: str) -> list[AuditEvent]:
-    session.expire_all()
-    return list(session.execute(select(AuditEvent).where(AuditEvent.action == action)
-                                .order_by(AuditEvent.id)).scalars())
 
 
 def as_test_actor(org):  # type: ignore[no-untyped-def]
@@ -131,7 +128,7 @@ def test_a_scan_receives_the_tube_and_answers_one_batch_line(client, lab, sessio
     received = session.get(Sample, fluoride.id)
     assert received.status == "received" and received.received_at is not None
     assert received.received_by_id == lab["tech"].id
-    assert [e.entity_id for e in events(session, "sample.receive")] == [fluoride.barcode]
+    assert [e.entity_id for e in audit_events(session, "sample.receive")] == [fluoride.barcode]
 
 
 @pytest.mark.parametrize("typed,message", [
@@ -151,7 +148,7 @@ def test_an_unknown_or_already_received_tube_is_refused(client, lab, session):
     assert scan(client, barcode).status_code == 200
     again = scan(client, barcode)
     assert again.status_code == 422 and "already at the lab" in text_of(again)
-    assert len(events(session, "sample.receive")) == 1
+    assert len(audit_events(session, "sample.receive")) == 1
 
 
 def test_scan_can_mark_collected_and_a_plain_post_gets_the_page(client, lab, session):
@@ -182,7 +179,7 @@ def test_reject_from_the_batch_line_needs_a_reason(client, lab, session):
     rejected = session.get(Sample, sample.id)
     assert (rejected.status, rejected.rejection_reason, rejected.rejection_note) == ("rejected", "haemolysed",
                                                                                     "grossly <pink>")
-    assert events(session, "sample.reject")[0].entity_id == sample.barcode
+    assert audit_events(session, "sample.reject")[0].entity_id == sample.barcode
 
 
 def test_tube_lookup_and_reject_from_the_tube_page(client, lab, session):
@@ -266,7 +263,7 @@ def test_a_bad_value_is_422_in_its_row_and_nothing_is_saved(client, lab, session
     assert row.lstrip().startswith(f'<tr id="ot-{chol}"') and message in row and 'aria-invalid="true"' in row
     assert f'value="{typed}"' in row  # what was typed stays in the box
     assert count(session, Result) == 0
-    assert events(session, "result.created") == []
+    assert audit_events(session, "result.created") == []
 
 
 def test_a_tube_not_received_or_rejected_takes_no_result(client, lab, session, lipids):
@@ -356,7 +353,7 @@ def test_phlebotomy_list_marks_tubes_collected(client, auth, factory, lab, sessi
     again = client.post_form(f"/reception/samples/{barcode}/collect", headers=HTMX)
     assert again.status_code == 422 and "Only a tube waiting for collection" in text_of(again)
     assert barcode not in text_of(client.get("/reception/collections"))
-    assert events(session, "sample.collect")[0].entity_id == barcode
+    assert audit_events(session, "sample.collect")[0].entity_id == barcode
 
 
 def test_rejected_tube_shows_recollect_and_a_new_tube_gets_a_new_barcode(client, auth, factory, lab, session):
@@ -383,7 +380,7 @@ def test_rejected_tube_shows_recollect_and_a_new_tube_gets_a_new_barcode(client,
     assert f"/reception/samples/{fluoride.barcode}/recollect" not in page  # done once
     again = client.post_form(f"/reception/samples/{fluoride.barcode}/recollect")
     assert again.status_code == 422 and "already been made" in text_of(again)
-    assert len(events(session, "sample.recollect")) == 1
+    assert len(audit_events(session, "sample.recollect")) == 1
     label = client.get(f"/reception/orders/{order.accession}/labels.pdf", query_string={"barcode": new.barcode})
     assert label.status_code == 200 and label.mimetype == "application/pdf"
 
@@ -456,7 +453,7 @@ def test_unmatched_queue_assigns_a_result_to_a_received_tube(client, lab, sessio
     assert (result.value_text, result.source, result.instrument_id) == ("102", "instrument", instrument.id)
     session.expire_all()
     assert session.get(UnmatchedResult, item.id).status == "assigned"
-    assert events(session, "unmatched_result.assigned")[0].after["barcode"] == sample.barcode
+    assert audit_events(session, "unmatched_result.assigned")[0].after["barcode"] == sample.barcode
     assert "Nothing waiting" in text_of(client.get("/technician/unmatched"))
 
 
@@ -487,7 +484,7 @@ def test_discarding_needs_a_reason_and_is_audited(client, lab, session):
     assert plain.status_code == 303
     session.expire_all()
     assert session.get(UnmatchedResult, item.id).status == "discarded"
-    assert events(session, "unmatched_result.discarded")[0].after["why"] == "Calibrator run by mistake"
+    assert audit_events(session, "unmatched_result.discarded")[0].after["why"] == "Calibrator run by mistake"
     again = client.post_form(url, {"why": "twice"}, headers=HTMX)
     assert again.status_code == 422 and "already been dealt with" in text_of(again)
 
@@ -601,7 +598,7 @@ def test_admin_creates_and_edits_an_instrument_with_its_code_map(client, admin, 
     assert (instrument.sample_id_field, instrument.profile) == ("OBR-3", {"encoding": "latin-1"})
     assert {c.code: (c.test.code, str(c.factor.normalize())) for c in instrument.codes} == {
         "HGB": ("HB", "0.1"), "WBC": ("WBC", "1")}
-    assert events(session, "instrument.created")
+    assert audit_events(session, "instrument.created")
     edit = text_of(client.get(f"/admin/instruments/{instrument.id}"))
     assert 'value="HGB"' in edit and 'value="0.1"' in edit and "latin-1" in edit
     changed = client.post_form(f"/admin/instruments/{instrument.id}", instrument_form(
@@ -610,7 +607,7 @@ def test_admin_creates_and_edits_an_instrument_with_its_code_map(client, admin, 
     session.expire_all()
     instrument = session.get(Instrument, instrument.id)
     assert [c.code for c in instrument.codes] == ["HGB"] and instrument.profile == {}
-    assert events(session, "instrument.codes")
+    assert audit_events(session, "instrument.codes")
     assert "Sysmex XN-550" in text_of(client.get("/admin/instruments"))
 
 

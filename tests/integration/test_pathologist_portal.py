@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from app import audit, security
-from app.models import AuditEvent, CannedComment, CriticalCall, LabTest, Order, Result, Sample
+from app.models import CannedComment, CriticalCall, LabTest, Order, Result, Sample
 from app.services import canned_comments, results
+from tests.helpers import audit_events
 from tests.factories import PASSWORD
 
 HTMX = {"HX-Request": "true"}
@@ -23,10 +24,6 @@ def text_of(response) -> str:
     return response.get_data(as_text=True)
 
 
-def events(session, action: str) -> list[AuditEvent]:
-    session.expire_all()
-    return list(session.execute(select(AuditEvent).where(AuditEvent.action == action)
-                                .order_by(AuditEvent.id)).scalars())
 
 
 def count(session, model, *where) -> int:
@@ -168,12 +165,12 @@ def test_verify_posts_the_shown_versions_and_twice_is_refused(client, lab, facto
     assert "Release 2 verified results" in html
     assert current(session, order, "GLUF").status == current(session, order, "CREA").status == "verified"
     assert current(session, order, "GLUF").verified_by_id == lab["doc"].id
-    assert len(events(session, "result.verified")) == 2
+    assert len(audit_events(session, "result.verified")) == 2
 
     again = client.post_form(f"{review_url(order)}/verify", verify_form(versions), headers=HTMX)
     assert again.status_code == 409
     assert "already verified by Test Pathologist" in text_of(again) and "Nothing was verified" in text_of(again)
-    assert len(events(session, "result.verified")) == 2  # nothing applied twice
+    assert len(audit_events(session, "result.verified")) == 2  # nothing applied twice
 
 
 def test_a_stale_version_is_refused_and_the_page_shows_the_new_value(client, lab, factory, session):
@@ -187,7 +184,7 @@ def test_a_stale_version_is_refused_and_the_page_shows_the_new_value(client, lab
     html = text_of(answer)
     assert "changed after you opened the order" in html and ">59<" in html
     assert current(session, order, "GLUF").status == current(session, order, "CREA").status == "entered"
-    assert events(session, "result.verified") == []
+    assert audit_events(session, "result.verified") == []
     # A plain (no JavaScript) post gets the whole page with the message.
     plain = client.post_form(f"{review_url(order)}/verify", verify_form(versions))
     assert plain.status_code == 409 and "<html" in text_of(plain) and "changed after you opened" in text_of(plain)
@@ -216,7 +213,7 @@ def test_send_back_needs_a_reason_and_the_technician_grid_shows_it(client, auth,
     assert answer.status_code == 200
     assert "sent back for a rerun" in text_of(answer) and "Sent back: Implausible &lt;script&gt;" in text_of(answer)
     assert current(session, order, "GLUF") is None
-    [event] = events(session, "result.sent_back")
+    [event] = audit_events(session, "result.sent_back")
     assert event.after["reason"] == reason
 
     auth.logout()
@@ -261,14 +258,14 @@ def test_a_critical_is_released_only_after_a_read_back_call(client, lab, factory
     assert recorded.status_code == 200
     html = text_of(recorded)
     assert "Call recorded." in html and "Dr. Kavita Menon (doctor)" in html and "+91 98450 12345" in html
-    assert len(events(session, "critical_call.created")) == 1
+    assert len(audit_events(session, "critical_call.created")) == 1
 
     released = client.post_form(f"{review_url(order)}/release", headers=HTMX)
     assert released.status_code == 200
     html = text_of(released)
     assert "Released 2 results." in html and 'id="released-note"' in html and "Verify selected" not in html
     assert current(session, order, "K").status == current(session, order, "NA").status == "released"
-    assert len(events(session, "order.released")) == 1
+    assert len(audit_events(session, "order.released")) == 1
 
 
 def test_a_canned_comment_fills_the_box_and_the_comment_is_saved(client, lab, factory, session):
@@ -309,7 +306,7 @@ def test_a_canned_comment_fills_the_box_and_the_comment_is_saved(client, lab, fa
     result = current(session, order, "GLUF")
     assert result.interpretation == "Mild rise.\nCorrelate clinically." and result.version == old_version + 1
     assert f'name="version-{result.id}" value="{result.version}"' in html  # the row carries the new version
-    [event] = [e for e in events(session, "result.updated") if "interpretation" in (e.after or {})]
+    [event] = [e for e in audit_events(session, "result.updated") if "interpretation" in (e.after or {})]
     assert event.after == {"interpretation": "Mild rise.\nCorrelate clinically."}
     # Without JavaScript the chosen canned comment goes into an empty box when the form is posted.
     client.post_form(fill_url, {"interpretation": "", "canned": str(fasting.id)})
@@ -418,7 +415,7 @@ def test_autoverify_and_delta_limits_in_the_test_form_are_saved_and_audited(clie
     session.expire_all()
     gluf = session.get(LabTest, gluf.id)
     assert gluf.autoverify is True and str(gluf.delta_abs) == "40.0000" and str(gluf.delta_pct) == "25.00"
-    [event] = events(session, "lab_test.updated")
+    [event] = audit_events(session, "lab_test.updated")
     assert event.before == {"autoverify": False, "delta_abs": None, "delta_pct": None}
     assert event.after == {"autoverify": True, "delta_abs": "40.0000", "delta_pct": "25.00"}
     form = text_of(client.get(f"/admin/catalogue/tests/{gluf.id}"))
@@ -427,7 +424,7 @@ def test_autoverify_and_delta_limits_in_the_test_form_are_saved_and_audited(clie
     # Saving again unchanged writes no audit row; a result in range is now verified by rule.
     client.post_form(f"/admin/catalogue/tests/{gluf.id}", {**data, "autoverify": "y", "delta_abs": "40",
                                                           "delta_pct": "25"})
-    assert len(events(session, "lab_test.updated")) == 1
+    assert len(audit_events(session, "lab_test.updated")) == 1
     order = order_of(factory, lab, ["GLUF"])
     assert enter(session, lab, order, "GLUF", "90").autoverified
 
@@ -442,7 +439,7 @@ def test_canned_comments_admin_adds_edits_and_deactivates_with_audit(client, aut
     assert added.status_code == 303
     comment = session.execute(select(CannedComment)).scalar_one()
     assert (comment.code, comment.test_id, comment.active) == ("FASTING", gluf.id, True)
-    [created] = events(session, "canned_comment.created")
+    [created] = audit_events(session, "canned_comment.created")
     assert created.after["text"] == "Repeat after fasting."
     listing = text_of(client.get("/admin/canned-comments"))
     assert "FASTING" in listing and "GLUF" in listing and "Repeat after fasting." in listing
@@ -458,7 +455,7 @@ def test_canned_comments_admin_adds_edits_and_deactivates_with_audit(client, aut
     deactivated = client.post_form(f"/admin/canned-comments/{comment.id}",
                                    {"code": "FASTING", "test_id": "", "text": "Repeat after fasting."})
     assert deactivated.status_code == 303
-    [updated] = events(session, "canned_comment.updated")
+    [updated] = audit_events(session, "canned_comment.updated")
     assert updated.before == {"test_id": gluf.id, "active": True} and updated.after == {"test_id": None,
                                                                                        "active": False}
     assert client.get("/admin/canned-comments/99999999").status_code == 404
@@ -484,7 +481,7 @@ def test_a_tube_remark_is_saved_audited_and_shown_to_the_pathologist(client, aut
     session.expire_all()
     assert session.execute(select(Sample.remark).where(Sample.barcode == barcode)).scalar_one() \
         == "mildly <i>lipaemic</i>"
-    [event] = events(session, "sample.updated")
+    [event] = audit_events(session, "sample.updated")
     assert event.entity_id == barcode and event.before == {"remark": ""}
     assert event.after == {"remark": "mildly <i>lipaemic</i>"}
     assert client.post_form(f"/technician/samples/{barcode}/remark", {"remark": "x"}).status_code == 303  # plain

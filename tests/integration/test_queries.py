@@ -579,3 +579,19 @@ def test_header_shows_the_organization_and_the_users_branch(app, client, session
     assert '<span class="brand">Sunrise Diagnostics</span>' in without
     assert f"<span>{staff['admin'].full_name} · Admin</span>" in without
     assert "WF1" not in without.split('<div class="who">', 1)[1].split("</div>", 1)[0]
+
+
+def test_hand_written_sql_must_take_org_id_from_the_session(session, two_orgs_with_tubes):
+    from app.queries import TextQuery
+
+    with pytest.raises(ValueError, match="must filter on :org_id"):
+        TextQuery("unfiltered", "SELECT id FROM sample WHERE status = :status")
+    waiting = TextQuery("waiting", "SELECT id FROM sample WHERE org_id = :org_id AND status = :status ORDER BY id")
+    for key in ("a", "b"):
+        security.use_tenant(session, two_orgs_with_tubes[key]["org"].id)
+        assert [row.id for row in waiting.rows(status="pending")] == two_orgs_with_tubes[key]["waiting"]
+    with pytest.raises(ValueError, match="comes from the session"):
+        waiting.rows(status="pending", org_id=two_orgs_with_tubes["b"]["org"].id)
+    security.use_tenant(session, None)
+    with pytest.raises(security.TenantNotSet):
+        waiting.rows(status="pending")
