@@ -412,6 +412,18 @@ _NEWEST_OF_WORDS = TextQuery("patients_newest_of_words", """
     ORDER BY word_similarity(:key, hit.name_search) DESC, hit.patient_id DESC LIMIT :limit""")
 
 
+_name_word = NameWord.__table__
+# How many patients have each of these dictionary words (the words one slip from a typed word).
+_WORD_COUNTS = Query("name_word_counts", select(_name_word.c.word, _name_word.c.patients).where(
+    org(_name_word), _name_word.c.word == any_(bindparam("words", type_=ARRAY(Text)))))
+# Dictionary words beginning with 1-2 letters: the word itself first, then the commonest (a
+# range of the primary key).
+_WORDS_BEGINNING = Query("name_words_beginning", select(_name_word.c.word).where(
+    org(_name_word), _name_word.c.word >= bindparam("short", type_=String), _name_word.c.word < bindparam("upper", type_=String))
+    .order_by((_name_word.c.word == bindparam("short")).desc(), _name_word.c.patients.desc())
+    .limit(bindparam("limit", type_=Integer)))
+
+
 def _names_beginning(key: str, limit: int) -> list[Match]:
     """Names beginning with the key, in name order. Similarity means nothing for two
     letters, and no trigram index helps with them."""
@@ -461,9 +473,7 @@ def _look_up(typed: list[str], as_typed: dict[str, str]) -> tuple[list[_Typed], 
     near = [{w: s for s, _, w in sorted(found, reverse=True)[:NEAREST_WORDS]} for found in rows]
     slips = {t: _one_slip_away(t, as_typed.get(t, t)) for t, n in zip(typed, near) if t not in n}
     if slips:
-        patients_with |= dict(db.session.execute(select(NameWord.word, NameWord.patients).where(
-            NameWord.word == any_(bindparam("slips", sorted(set().union(*slips.values())), type_=ARRAY(Text)))
-        )).all())
+        patients_with |= {word: count for word, count in _WORD_COUNTS.rows(words=sorted(set().union(*slips.values())))}
     found = [_Typed(t, n, frozenset(slips.get(t, set()) & patients_with.keys())) for t, n in zip(typed, near)]
     return found, patients_with
 
@@ -488,9 +498,7 @@ def _words_beginning(short: str) -> list[str]:
     """A word of 1–2 letters after folding ("Jha" → "ja"): itself if some patient has it,
     then the commonest words beginning with it (the dictionary's primary key, a range)."""
     upper = short[:-1] + chr(ord(short[-1]) + 1)
-    return list(db.session.execute(
-        select(NameWord.word).where(NameWord.word >= short, NameWord.word < upper)
-        .order_by((NameWord.word == short).desc(), NameWord.patients.desc()).limit(NEAREST_WORDS)).scalars())
+    return [row.word for row in _WORDS_BEGINNING.rows(short=short, upper=upper, limit=NEAREST_WORDS)]
 
 
 def _patients(ids: list[int]) -> list[Match]:
