@@ -187,7 +187,7 @@ class TextQuery(Query):
     must take `:org_id` (bound from the session, as for a Query) and apply it to every
     tenant table it reads, `WHERE <table>.org_id = :org_id`; a reviewer checks the rest."""
 
-    def __init__(self, name: str, sql: str):  # noqa: super().__init__ compiles a Select
+    def __init__(self, name: str, sql: str):  # not Query.__init__, which compiles a Select
         self.name = name
         self.all_tenants = False
         compiled = text(sql).compile(dialect=PGDialect_psycopg())
