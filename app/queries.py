@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, Table, bindparam, text
+from sqlalchemy import BigInteger, ColumnElement, Select, Table, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import operators
@@ -43,6 +43,12 @@ ORG_PARAM = "org_id"
 def org(table: Any) -> ColumnElement[bool]:
     """The tenant filter a query must apply to each tenant table (or alias) it reads."""
     return table.c.org_id == bindparam(ORG_PARAM, type_=BigInteger)
+
+
+def org_count(table: Any, *criteria: Any) -> Any:
+    """A scalar subquery counting one tenant table's rows of this organization: several
+    counts make one statement (a dashboard's cards)."""
+    return select(func.count()).select_from(table).where(org(table), *criteria).scalar_subquery()
 
 
 def _is_tenant_table(source: Any) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import BigInteger, DateTime, bindparam, func, select, text
@@ -18,7 +17,7 @@ from sqlalchemy import BigInteger, DateTime, bindparam, func, select, text
 from app import audit
 from app.extensions import db
 from app.models import Bill, BillLine, Branch, Order, Organization, Payment
-from app.queries import Query, org
+from app.queries import Query, org, org_count
 from app.services import ServiceError, notifications
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -317,17 +316,14 @@ def _home_counts_query() -> Query:
     bills, exceptions, refunds, einvoices = (Bill.__table__, BillingException.__table__, Refund.__table__,
                                              EInvoice.__table__)
 
-    def count(table: Any, *criteria: Any) -> Any:
-        return select(func.count()).select_from(table).where(org(table), *criteria).scalar_subquery()
-
     due = select(func.count().label("n"),
                  func.coalesce(func.sum(bills.c.total_paise - bills.c.credited_paise - bills.c.paid_paise), 0)
                  .label("paise")).where(org(bills), bills.c.status.in_(("open", "partly_paid"))).subquery("due")
     return Query("billing_home_counts", select(
         due.c.n.label("due_count"), due.c.paise.label("due_paise"),
-        count(exceptions, exceptions.c.status == "open").label("exceptions"),
-        count(refunds, refunds.c.status == "pending_approval").label("refund_approvals"),
-        count(einvoices, einvoices.c.status.in_(("rejected", "retrying"))).label("einvoice_problems"),
+        org_count(exceptions, exceptions.c.status == "open").label("exceptions"),
+        org_count(refunds, refunds.c.status == "pending_approval").label("refund_approvals"),
+        org_count(einvoices, einvoices.c.status.in_(("rejected", "retrying"))).label("einvoice_problems"),
     ).select_from(due))
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import Row, bindparam, func, select
 
 from app.models import AuditEvent, Branch, Department, LabTest, OrderTest, Result, Sample, UnmatchedResult, User
 from app.models.user import Actor
-from app.queries import Query, org
+from app.queries import Query, org, org_count
 
 
 @dataclass
@@ -19,11 +19,6 @@ class Summary:
     counts: dict[str, int] = field(default_factory=dict)
     recent: list[Row[Any]] = field(default_factory=list)
     departments: list[tuple[str, int]] = field(default_factory=list)
-
-
-def _count(table: Any, *criteria: Any) -> Any:
-    """A scalar subquery counting one tenant table's rows in this organization."""
-    return select(func.count()).select_from(table).where(org(table), *criteria).scalar_subquery()
 
 
 _audit = AuditEvent.__table__
@@ -41,9 +36,9 @@ _MY_RECENT_ACTIVITY = Query("my_recent_activity", _activity(_audit.c.actor_user_
 
 _users, _branches, _tests = User.__table__, Branch.__table__, LabTest.__table__
 _ADMIN_COUNTS = Query("admin_counts", select(
-    _count(_users, _users.c.active.is_(True)).label("users"),
-    _count(_branches, _branches.c.active.is_(True)).label("branches"),
-    _count(_tests, _tests.c.active.is_(True)).label("tests"),
+    org_count(_users, _users.c.active.is_(True)).label("users"),
+    org_count(_branches, _branches.c.active.is_(True)).label("branches"),
+    org_count(_tests, _tests.c.active.is_(True)).label("tests"),
 ))
 
 _departments = Department.__table__
@@ -55,13 +50,13 @@ _DEPARTMENT_TESTS = Query("department_tests", select(_departments.c.name, func.c
 _samples, _order_tests, _results, _unmatched = (Sample.__table__, OrderTest.__table__, Result.__table__,
                                                 UnmatchedResult.__table__)
 _FLOOR_COUNTS = Query("floor_counts", select(
-    _count(_samples, _samples.c.status.in_(("pending", "collected"))).label("awaiting_receipt"),
+    org_count(_samples, _samples.c.status.in_(("pending", "collected"))).label("awaiting_receipt"),
     select(func.count()).select_from(_order_tests.join(_samples, _samples.c.id == _order_tests.c.sample_id))
     .where(org(_order_tests), org(_samples), _order_tests.c.status == "pending",
            _samples.c.status.in_(("received", "in_process", "done"))).scalar_subquery().label("pending_tests"),
-    _count(_results, _results.c.is_current.is_(True), _results.c.critical.is_(True),
+    org_count(_results, _results.c.is_current.is_(True), _results.c.critical.is_(True),
            _results.c.status == "entered").label("criticals"),
-    _count(_unmatched, _unmatched.c.status == "open").label("open_unmatched"),
+    org_count(_unmatched, _unmatched.c.status == "open").label("open_unmatched"),
 ))
 
 
