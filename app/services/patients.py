@@ -323,9 +323,9 @@ MRN_RE = re.compile(r"^\d{7,12}$")
 # shows (Match rows: the columns below, as attributes), not Patient objects: loading 20
 # whole rows through the ORM was most of a search's server time (docs/PERFORMANCE.md).
 _patient = Patient.__table__
-_MATCH_COLUMNS = (_patient.c.id, _patient.c.org_id, _patient.c.mrn, _patient.c.full_name, _patient.c.sex, _patient.c.date_of_birth,
-                  _patient.c.dob_estimated, _patient.c.mobile, _patient.c.email, _patient.c.aadhaar_masked,
-                  _patient.c.abha_number, _patient.c.abha_address)
+_MATCH_COLUMNS = (_patient.c.id, _patient.c.org_id, _patient.c.mrn, _patient.c.full_name, _patient.c.sex,
+                  _patient.c.date_of_birth, _patient.c.dob_estimated, _patient.c.mobile, _patient.c.email,
+                  _patient.c.aadhaar_masked, _patient.c.abha_number, _patient.c.abha_address)
 Match = Row[Any]  # a patient as a list of matches shows it (id, org_id, mrn, full_name, sex, date_of_birth, mobile...)
 
 
