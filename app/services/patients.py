@@ -568,7 +568,8 @@ _HAVING_EVERY_WORD: dict[tuple[int, int, bool], Query] = {}
 
 def _having_every_word_query(others: int, short: int, slips: bool) -> Query:
     """The statement of _having_every_word for this many other lists and short words, with
-    or without slips: compiled on first use and kept (a handful of shapes in practice)."""
+    or without slips: compiled on first use and kept (a handful of shapes in practice,
+    at most 64 kept)."""
     shape = (others, short, slips)
     query = _HAVING_EVERY_WORD.get(shape)
     if query is not None:
@@ -590,7 +591,9 @@ def _having_every_word_query(others: int, short: int, slips: bool) -> Query:
         order.insert(0, name_words.overlap(bindparam("slips", type_=words)).desc())
     stmt = (stmt.group_by(hit.c.patient_id, hit.c.name_search)  # a name with two of the words, once
             .order_by(*order).limit(bindparam("limit", type_=Integer)))
-    query = _HAVING_EVERY_WORD[shape] = Query(f"patients_having_every_word_{others}_{short}_{int(slips)}", stmt)
+    query = Query(f"patients_having_every_word_{others}_{short}_{int(slips)}", stmt)
+    if len(_HAVING_EVERY_WORD) < 64:  # a box of 100 characters allows many shapes; people type a few
+        _HAVING_EVERY_WORD[shape] = query
     return query
 
 
