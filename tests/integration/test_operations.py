@@ -85,6 +85,19 @@ def test_responses_are_compressed_and_static_is_fingerprinted(client):
     assert "immutable" in js.headers["Cache-Control"]
 
 
+def test_links_built_once_follow_the_script_root(client):
+    """Menu and static links are built once per process (web.fixed_url), per script root:
+    an app mounted under /lab (SCRIPT_NAME) gets /lab links, the same process at / gets its own."""
+    from app import web
+
+    web._FIXED_URLS.clear()
+    at_root = client.get("/login").get_data(as_text=True)
+    mounted = client.get("/login", base_url="http://localhost/lab").get_data(as_text=True)
+    again = client.get("/login").get_data(as_text=True)
+    assert 'href="/static/css/app.css?v=' in at_root and 'href="/static/css/app.css?v=' in again
+    assert 'href="/lab/static/css/app.css?v=' in mounted
+
+
 def test_request_id_is_echoed_and_generated(client):
     assert client.get("/healthz", headers={"X-Request-ID": "abcdef123456"}).headers["X-Request-ID"] == "abcdef123456"
     generated = client.get("/healthz", headers={"X-Request-ID": "bad id; drop table"}).headers["X-Request-ID"]
