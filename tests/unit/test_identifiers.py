@@ -133,3 +133,22 @@ def test_display_mobile_writes_what_phonenumbers_writes(e164):
     """The shortcut for Indian numbers must not change the text (some ranges group 3-3-4)."""
     expected = phonenumbers.format_number(phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     assert ids.display_mobile(e164) == expected
+
+
+def test_remembered_indian_groupings_match_phonenumbers_for_every_five_digit_prefix():
+    """The grouping is remembered per leading digits: for every Indian mobile prefix, 60000…
+    to 99999…, first as it is learnt, then read from the memo for another number of that
+    prefix, the text is exactly what phonenumbers writes."""
+    def expected(e164: str) -> str:
+        return phonenumbers.format_number(phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+    assert ids._GROUPING_PREFIX == 5  # today's metadata; a change here means re-reading the memo's premise
+    ids._GROUPINGS.clear()
+    wrong = []
+    for suffix in ("00000", "98761"):
+        for prefix in range(60000, 100000):
+            e164 = f"+91{prefix}{suffix}"
+            if ids.display_mobile(e164) != expected(e164):
+                wrong.append(e164)
+    assert not wrong[:10]
+    assert len(ids._GROUPINGS) == 40_000 and len(set(map(id, ids._GROUPINGS.values()))) == 4
