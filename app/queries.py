@@ -174,14 +174,18 @@ class Query:
             bound[key] = process(bound[key])
         return bound
 
+    def _execute(self, params: dict[str, Any]) -> Any:
+        """On the request's connection and transaction: sees what the request wrote."""
+        return db.session.connection().exec_driver_sql(self.sql, self._params(params))
+
     def rows(self, **params: Any) -> list[Row[Any]]:
-        return db.session.connection().exec_driver_sql(self.sql, self._params(params)).all()
+        return self._execute(params).all()
 
     def one_or_none(self, **params: Any) -> Row[Any] | None:
-        return db.session.connection().exec_driver_sql(self.sql, self._params(params)).one_or_none()
+        return self._execute(params).one_or_none()
 
     def one(self, **params: Any) -> Row[Any]:
-        return db.session.connection().exec_driver_sql(self.sql, self._params(params)).one()
+        return self._execute(params).one()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
