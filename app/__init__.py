@@ -49,11 +49,12 @@ def create_app(config: Config | None = None) -> Flask:
         """Scope the DB session to the user's organization and say who is acting."""
         if request.endpoint in {"static", "ops.healthz", "ops.metrics"}:
             return
-        if current_user.is_authenticated:
-            security.use_tenant(db.session, current_user.org_id)
+        user = current_user._get_current_object()  # one proxy lookup, not five
+        if user.is_authenticated:
+            security.use_tenant(db.session, user.org_id)
             audit.set_context(audit.AuditContext(
-                actor_label=f"user:{current_user.username}", actor_user_id=current_user.id,
-                org_id=current_user.org_id, ip=request.remote_addr, request_id=g.get("request_id"),
+                actor_label=f"user:{user.username}", actor_user_id=user.id,
+                org_id=user.org_id, ip=request.remote_addr, request_id=g.get("request_id"),
             ))
         else:
             security.use_tenant(db.session, None)  # fail closed: no tenant, no tenant rows

@@ -35,6 +35,7 @@ HOME_ENDPOINT = {role: items[0][0] for role, items in MENUS.items()}
 
 
 def nav_context() -> dict[str, Any]:
-    if not current_user.is_authenticated:
+    user = current_user._get_current_object()
+    if not user.is_authenticated:
         return {"nav": []}
-    return {"nav": MENUS.get(Role(current_user.role), [])}
+    return {"nav": MENUS.get(user.role, [])}  # a StrEnum key matches its plain string

@@ -200,9 +200,10 @@ def role_guard(roles: Iterable[Role | str]) -> Callable[[], Any]:
     allowed = {str(r) for r in roles}
 
     def guard() -> Any:
-        if not current_user.is_authenticated:
+        user = current_user._get_current_object()
+        if not user.is_authenticated:
             return login_manager.unauthorized()
-        if current_user.role not in allowed:
+        if user.role not in allowed:
             abort(403)
         return None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
@@ -13,8 +13,7 @@ from app.api import bp
 from app.api.problems import ApiError
 from app.api.registry import Endpoint, api_route
 from app.extensions import db
-from app.models import Branch, Organization, Patient, Referrer
-from app.security import get_or_404
+from app.models import Organization, Patient, Referrer
 from app.services import catalogue, documents, orders, patients
 from app.services import results as result_service
 

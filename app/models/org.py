@@ -1,7 +1,7 @@
 """Organization (a lab company, the tenant) and its branches."""
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from app.models.base import Base, TenantScoped, Timestamped

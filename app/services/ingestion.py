@@ -14,7 +14,6 @@ restarted halfway, never attach a result twice.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select

@@ -173,7 +173,6 @@ def _owner_mobile(order_id: int) -> str | None:
 def report_for_mobile(report_id: int, mobile: str) -> Report | None:
     """One issued report version with its PDF, only if its patient has this mobile (and it is
     in the session's organization); None otherwise, whatever the reason."""
-    session = db.session
     from app.services import reports
 
     report = reports.with_pdf(report_id)

@@ -62,6 +62,13 @@ def test_metrics_expose_requests_and_queue_depths(client):
     assert 'lis_rq_queue_depth{queue="ingest"}' in body
 
 
+def test_metrics_label_unknown_methods_as_other(client):
+    """Label values stay bounded whatever a client sends (each one is a time series)."""
+    assert client.open("/login", method="PROPFIND").status_code == 405
+    body = client.get("/metrics").get_data(as_text=True)
+    assert 'method="OTHER",status="405"' in body and "PROPFIND" not in body
+
+
 def test_metrics_report_the_worker_heartbeat_age(client, app):
     from workers.housekeeping import HEARTBEAT_KEY
 
@@ -125,6 +132,22 @@ def test_logs_are_json_and_carry_no_query_string(client, caplog):
     assert len(line["request_id"]) == 32
     assert all("9876543210" not in r.getMessage() and "9876543210" not in json.dumps(r.__dict__, default=str)
                for r in caplog.records)
+
+
+def test_log_timestamps_follow_each_records_second():
+    """The formatter formats a second's timestamp once; records of other seconds get theirs."""
+    import json
+    import logging
+
+    from app.observability import JsonFormatter
+
+    formatter = JsonFormatter()
+    stamps = []
+    for created in (1_765_000_000.1, 1_765_000_000.9, 1_765_000_001.2, 1_765_000_000.5):
+        record = logging.makeLogRecord({"msg": "m", "created": created})
+        stamps.append(json.loads(formatter.format(record))["ts"])
+    assert stamps[0] == stamps[1] == stamps[3] != stamps[2]
+    assert stamps[2] == formatter.formatTime(logging.makeLogRecord({"created": 1_765_000_001.2}), "%Y-%m-%dT%H:%M:%S%z")
 
 
 def test_listener_process_starts_and_stops_cleanly_on_sigterm(base_urls):

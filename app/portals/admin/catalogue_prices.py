@@ -10,7 +10,7 @@ from app.extensions import db
 from app.models import Client, PriceList, PriceListItem
 from app.portals import see_other
 from app.portals.admin import bp
-from app.portals.admin.catalogue import TEMPLATE_HELPERS, render, save, show_errors, wants_fragment
+from app.portals.admin.catalogue import TEMPLATE_HELPERS, render, save, wants_fragment
 from app.portals.admin.forms import ClientForm, PriceForm, PriceListForm
 from app.security import get_or_404
 from app.services import ServiceError
