@@ -132,4 +132,4 @@ def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["age"] = age_label
     app.jinja_env.filters["mobile"] = display_mobile
     app.jinja_env.filters["abha"] = format_abha_number
-    app.context_processor(navigation.nav_context)
+    app.jinja_env.globals["main_nav"] = navigation.main_nav

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from app.api.problems import is_api_request, problem_response
@@ -33,18 +34,23 @@ def static_digest(app: Flask, filename: str) -> str | None:
         return None
 
 
-_FIXED_URLS: dict[tuple[str, str, str | None], str] = {}
+_FIXED_URLS: dict[tuple[Any, ...], str] = {}
 
 
-def fixed_url(endpoint: str, filename: str | None = None) -> str:
-    """url_for for the links every page carries that never change within a process: menu
-    entries, account links, static files (with their digest). Built once per script root
-    instead of through Werkzeug's router on every page (a dozen per page: about a tenth of
-    a dashboard's server time). Debug mode builds every time, so edited files show."""
-    key = (request.script_root, endpoint, filename)
+def fixed_url(endpoint: str, filename: str | None = None, **values: Any) -> str:
+    """url_for for links whose address never changes within a process: menu entries,
+    account links, a dashboard's cards, static files (with their digest), optionally with
+    constant arguments (`fixed_url('technician.worklist', status='entered')`). Built once
+    per script root instead of through Werkzeug's router on every page (a dozen per page:
+    about a tenth of a dashboard's server time). Not for endpoints whose URL defaults come
+    from the request (the patient portal's organization). Debug mode builds every time, so
+    edited files show."""
+    key = (request.script_root, endpoint, filename, *sorted(values.items()))
     url = _FIXED_URLS.get(key)
     if url is None:
-        url = url_for(endpoint, filename=filename) if filename is not None else url_for(endpoint)
+        if filename is not None:
+            values["filename"] = filename
+        url = url_for(endpoint, **values)
         if not current_app.debug:
             _FIXED_URLS[key] = url
     return url
@@ -58,6 +64,22 @@ _SECURITY_HEADERS = tuple((name, name.lower(), value) for name, value in (
     ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                 "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
 ))
+
+_HEAD_ASSETS: dict[tuple[str, bool], Markup] = {}
+
+
+def head_assets() -> Markup:
+    """The stylesheet and scripts every page links (a Jinja global, called by base.html),
+    rendered once per process and script root (_partials/head_assets.html); the laboratory
+    floor adds its keyboard script. Debug mode renders them every time."""
+    key = (request.script_root, request.blueprint == "technician")
+    html = _HEAD_ASSETS.get(key)
+    if html is None:
+        html = Markup(render_template("_partials/head_assets.html", lab=key[1]))
+        if not current_app.debug:
+            _HEAD_ASSETS[key] = html
+    return html
+
 
 class LisFlask(Flask):
     def __init__(self, *args: Any, **kwargs: Any):
@@ -87,6 +109,7 @@ def init_web(app: Flask) -> None:
     """Called after CSRFProtect.init_app, so the csrf_token given to templates here replaces
     the one it gives (a context processor: later ones win)."""
     app.jinja_env.globals["fixed_url"] = fixed_url
+    app.jinja_env.globals["head_assets"] = head_assets
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.context_processor(lambda: {"csrf_token": csrf_token})
     app.session_interface = SessionInterface()

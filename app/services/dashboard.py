@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, func, select
 
-from app.models import AuditEvent, Branch, Department, LabTest, OrderTest, Result, Sample, UnmatchedResult, User
+from app.models import AuditEvent, Branch, LabTest, OrderTest, Result, Sample, UnmatchedResult, User
 from app.models.user import Actor
 from app.queries import Query, org, org_count
 
@@ -18,7 +18,6 @@ from app.queries import Query, org, org_count
 class Summary:
     counts: dict[str, int] = field(default_factory=dict)
     recent: list[Row[Any]] = field(default_factory=list)
-    departments: list[tuple[str, int]] = field(default_factory=list)
 
 
 _audit = AuditEvent.__table__
@@ -41,12 +40,6 @@ _ADMIN_COUNTS = Query("admin_counts", select(
     org_count(_tests, _tests.c.active.is_(True)).label("tests"),
 ))
 
-_departments = Department.__table__
-_DEPARTMENT_TESTS = Query("department_tests", select(_departments.c.name, func.count(_tests.c.id).label("tests"))
-                          .select_from(_departments.join(_tests, _tests.c.department_id == _departments.c.id))
-                          .where(org(_departments), org(_tests), _tests.c.active.is_(True))
-                          .group_by(_departments.c.name).order_by(_departments.c.name))
-
 _samples, _order_tests, _results, _unmatched = (Sample.__table__, OrderTest.__table__, Result.__table__,
                                                 UnmatchedResult.__table__)
 _FLOOR_COUNTS = Query("floor_counts", select(
@@ -67,9 +60,9 @@ def admin_summary(user: Actor) -> Summary:
                    recent=_RECENT_ACTIVITY.rows())
 
 
-def staff_summary(user: Actor) -> Summary:
-    return Summary(departments=[(name, tests) for name, tests in _DEPARTMENT_TESTS.rows()],
-                   recent=_MY_RECENT_ACTIVITY.rows(user_id=user.id))
+def recent_activity(user: Actor) -> list[Row[Any]]:
+    """The user's own latest audit events (the staff dashboards' activity table)."""
+    return _MY_RECENT_ACTIVITY.rows(user_id=user.id)
 
 
 def floor_counts() -> dict[str, int]:

@@ -11,4 +11,4 @@ from app.services import dashboard
 @bp.get("/", endpoint="dashboard")
 def dashboard_view():  # type: ignore[no-untyped-def]
     return render_template("technician/dashboard.html", counts=dashboard.floor_counts(),
-                           summary=dashboard.staff_summary(current_user))
+                           recent=dashboard.recent_activity(current_user))
