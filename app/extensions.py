@@ -1,10 +1,12 @@
 """Extensions, created without an app and wired in create_app() with init_app()."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import click
 from flask import Flask, current_app, g
+from flask.globals import request_ctx
 from flask.cli import with_appcontext
 from flask_compress import Compress
 from flask_limiter import Limiter
@@ -57,6 +59,27 @@ class _Limiter(Limiter):
         if _reads_are_not_limited():
             return
         super()._check_request_limit(callable_name=callable_name, in_middleware=in_middleware)
+
+    def init_app(self, app: Flask) -> None:
+        super().init_app(app)
+        # Its after-request hook (limit headers, conditional deductions) and its teardown
+        # (a reset) act on the state the check leaves on the request context. A request
+        # whose limits were never looked at has none; they would build it only to find it
+        # empty, so they are skipped for it.
+        for hooks in (app.after_request_funcs[None], app.teardown_request_funcs[None]):
+            hooks[:] = [_only_after_a_check(hook) if self._owns(hook) else hook for hook in hooks]
+
+    def _owns(self, hook: Any) -> bool:
+        return getattr(hook, "__self__", None) is self or (isinstance(hook, partial) and hook.args[:1] == (self,))
+
+
+def _only_after_a_check(hook: Any) -> Any:
+    def run(value: Any) -> Any:
+        if hasattr(request_ctx._get_current_object(), "_limiter_request_context"):  # set by Flask-Limiter's check
+            return hook(value)
+        return value  # the response (after-request) or the exception (teardown: ignored)
+
+    return run
 
 
 limiter = _Limiter(key_func=get_remote_address)

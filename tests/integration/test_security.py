@@ -372,3 +372,15 @@ def test_only_portal_reads_skip_the_rate_limiter(app, method, path, exempt):
 
     with app.test_request_context(path, method=method):
         assert _reads_are_not_limited() is exempt
+
+
+def test_limited_requests_carry_limit_headers_and_unlimited_reads_skip_the_limiter(client, auth, factory, org):
+    """Flask-Limiter's after-request hook still runs for a request whose limits were checked
+    (its headers), and is skipped for a portal read no limit applies to (app/extensions.py)."""
+    token = client.csrf_token("/login")
+    attempt = client.post("/login", data={"csrf_token": token, "username": "nobody", "password": "x"})
+    assert attempt.status_code == 422 and attempt.headers.get("X-RateLimit-Limit")
+    user = factory.user(org, "reception")
+    auth.login(user.username, PASSWORD)
+    page = client.get("/reception/")
+    assert page.status_code == 200 and "X-RateLimit-Limit" not in page.headers
