@@ -4,9 +4,11 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import MutableMapping
 from typing import Any
 
 from flask import Flask, Response, current_app, render_template, request, url_for
+from flask.templating import Environment
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
@@ -81,7 +83,21 @@ def head_assets() -> Markup:
     return html
 
 
+class _JinjaEnvironment(Environment):
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as a plain dict, not Jinja's ChainMap over the environment's.
+        Every render, and every include, copies its template's globals into a new context:
+        from a ChainMap that is a Python-level walk of every name (~10 µs, a quarter of
+        rendering the layout), from a dict a copy in C. The difference is that a global
+        added after a template was loaded would not reach it; all are added in create_app()
+        before any template loads, as Jinja asks ("avoid modifying any globals after a
+        template is loaded")."""
+        return {**self.globals, **(d or {})}
+
+
 class LisFlask(Flask):
+    jinja_environment = _JinjaEnvironment
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._sync_callables: dict[Any, Any] = {}
