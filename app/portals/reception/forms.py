@@ -28,14 +28,6 @@ class PatientForm(FlaskForm):
     confirm_new = HiddenField(default="")
 
 
-class SearchForm(FlaskForm):
-    class Meta:
-        csrf = False
-
-    q = StringField("Find patient: MRN, mobile or name", render_kw={"autocomplete": "off", "autofocus": True,
-                                                                      "maxlength": 100, "type": "search"})
-
-
 def service_input(form: PatientForm) -> dict:
     return {name: field.data for name, field in form._fields.items() if name not in {"csrf_token", "confirm_new"}}
 

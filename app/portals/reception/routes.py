@@ -11,7 +11,6 @@ from app.formatting import parse_rupees
 from app.models import Branch, Organization, Patient
 from app.portals import page_after_post, page_or_fragment
 from app.portals.reception import bp
-from app.portals.reception.forms import SearchForm
 from app.security import get_or_404
 from app.services import billing, catalogue, orders
 from app.services import documents
@@ -26,7 +25,7 @@ def _desk_branch() -> Branch:
 
 @bp.get("/", endpoint="dashboard")
 def dashboard():  # type: ignore[no-untyped-def]
-    return render_template("reception/desk.html", form=SearchForm(), results=None, query="",
+    return render_template("reception/desk.html", results=None, query="",
                            todays=orders.todays_orders(current_user.branch_id))
 
 
