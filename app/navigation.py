@@ -6,6 +6,7 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from app.models import Role
+from app.signing import csrf_token
 
 MENUS: dict[Role, list[tuple[str, str]]] = {
     Role.ADMIN: [
@@ -35,6 +36,8 @@ HOME_ENDPOINT = {role: items[0][0] for role, items in MENUS.items()}
 
 
 _RENDERED: dict[tuple[str, str | None, str], Markup] = {}
+_HEADERS: dict[tuple[object, ...], Markup] = {}
+_MAX_HEADERS = 2048
 
 
 def main_nav() -> Markup:
@@ -51,4 +54,26 @@ def main_nav() -> Markup:
         html = Markup(render_template("_partials/nav.html", items=MENUS.get(user.role, []), current=request.endpoint))
         if not current_app.debug:
             _RENDERED[key] = html
+    return html
+
+
+def page_header() -> Markup:
+    """The page header: the organization, the menu, who is signed in and the log-out form
+    (a Jinja global, called by base.html; _partials/header.html). Everything in it comes
+    from the key below, so it is rendered once per user, session and page and reused: it
+    was a third of rendering a dashboard. A change of name, role or branch is a new key."""
+    user = current_user._get_current_object()
+    if user.is_authenticated:
+        branch = user.branch.code if user.branch else None
+        key: tuple[object, ...] = (user.id, user.session_version, user.organization.display_name, user.full_name,
+                                   user.role, branch, csrf_token(), request.endpoint, request.script_root)
+    else:
+        key = (None, request.script_root)
+    html = _HEADERS.get(key)
+    if html is None:
+        html = Markup(render_template("_partials/header.html"))
+        if not current_app.debug:
+            if len(_HEADERS) >= _MAX_HEADERS:
+                _HEADERS.clear()
+            _HEADERS[key] = html
     return html

@@ -77,17 +77,20 @@ access_log = logging.getLogger("lis.access")
 def init_request_tracking(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
+        # From the environ: a header lookup that misses raises and catches inside Werkzeug.
+        incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+        request_globals = g._get_current_object()  # one proxy lookup, not two
         # 32 random hex digits, as uuid4().hex gave, without building a UUID object.
-        g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
-        g.started = time.perf_counter()
+        request_globals.request_id = incoming if _REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
+        request_globals.started = time.perf_counter()
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        endpoint = request.endpoint or "unmatched"
-        method = request.method if request.method in _METHODS else "OTHER"  # bounded label values
-        request_id = g.get("request_id", "")
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        req, request_globals = request._get_current_object(), g._get_current_object()
+        endpoint = req.endpoint or "unmatched"
+        method = req.method if req.method in _METHODS else "OTHER"  # bounded label values
+        request_id = request_globals.get("request_id", "")
+        elapsed = time.perf_counter() - request_globals.get("started", time.perf_counter())
         response.headers.add("X-Request-ID", request_id)
         if endpoint not in {"ops.metrics", "static"}:
             _request_metrics(endpoint, method, response.status_code, elapsed)

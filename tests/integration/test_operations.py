@@ -116,6 +116,23 @@ def test_security_headers(client):
     assert headers["X-Frame-Options"] == "DENY"
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin" and len(headers.get_all("Vary")) == 1 and "HX-Request" in headers["Vary"]
+    assert headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/no/such/page", "/static/css/app.css", "/healthz"])
+def test_every_answer_carries_the_security_headers_once(client, path):
+    headers = client.get(path).headers
+    for name in ("X-Frame-Options", "Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"):
+        assert len(headers.get_all(name)) == 1, name
+
+
+def test_a_security_header_set_by_a_view_is_kept(app, client):
+    from flask import Response
+
+    app.view_functions["ops.healthz"] = lambda: Response("ok", headers={"X-Frame-Options": "SAMEORIGIN"})
+    headers = client.get("/healthz").headers
+    assert headers.get_all("X-Frame-Options") == ["SAMEORIGIN"] and headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_logs_are_json_and_carry_no_query_string(client, caplog):

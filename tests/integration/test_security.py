@@ -384,3 +384,20 @@ def test_limited_requests_carry_limit_headers_and_unlimited_reads_skip_the_limit
     auth.login(user.username, PASSWORD)
     page = client.get("/reception/")
     assert page.status_code == 200 and "X-RateLimit-Limit" not in page.headers
+
+
+def test_page_header_is_each_users_own_and_follows_a_rename(app, client, auth, factory, org, session):
+    """The header is reused per user, session and page (navigation.page_header): another
+    user never gets it, and a change of name shows on the next page."""
+    first, second = factory.user(org, "reception"), factory.user(org, "reception")
+    first.full_name, second.full_name = "First Desk", "Second Desk"
+    session.flush()
+    auth.login(first.username, PASSWORD)
+    assert first.full_name in client.get("/reception/").get_data(as_text=True)
+    first.full_name = "Renamed Receptionist"
+    session.flush()
+    assert "Renamed Receptionist" in client.get("/reception/").get_data(as_text=True)
+    auth.logout()
+    auth.login(second.username, PASSWORD)
+    page = client.get("/reception/").get_data(as_text=True)
+    assert second.full_name in page and "Renamed Receptionist" not in page
