@@ -7,7 +7,7 @@ from pathlib import Path
 from collections.abc import MutableMapping
 from typing import Any
 
-from flask import Flask, Response, current_app, render_template, request, url_for
+from flask import Flask, current_app, render_template, request, url_for
 from flask.templating import Environment
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
@@ -67,33 +67,50 @@ _SECURITY_HEADERS = (
                                 "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
 )
 _SECURITY_HEADER_NAMES = tuple(name.lower() for name, _ in _SECURITY_HEADERS)
-# Pages differ for htmx (a fragment) and plain requests: caches must keep them apart.
-_VARY_HX = ("Vary", "HX-Request")
 
 
 class _AnswerHeaders:
-    """WSGI middleware that adds the security headers and `Vary: HX-Request` to every
-    answer (pages, files, errors), keeping any security header a view set itself.
-    Added to the plain header list as the answer starts: through Werkzeug's Headers each
-    addition is validated and each presence check scans the list, ~3 % of a small page's
-    CPU for five constant headers."""
+    """WSGI middleware for the headers every answer carries: the security headers (unless
+    a view set its own), `Vary: HX-Request` (htmx asks the same address for a fragment
+    that a plain request gets as a page), and the caching rule: pages are never stored
+    (they show patient and money data), a static file asked for with its digest (`?v=`)
+    is cached for a year. Written into the plain header list as the answer starts: through
+    Werkzeug's Headers in an after-request hook each addition was validated and each
+    presence check scanned the list, ~4 % of a small page's CPU for constant headers."""
 
-    def __init__(self, wsgi_app: Any):
+    def __init__(self, wsgi_app: Any, static_url_path: str):
         self.wsgi_app = wsgi_app
+        self.static_prefix = static_url_path.rstrip("/") + "/"
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        fingerprinted = (environ.get("PATH_INFO", "").startswith(self.static_prefix)
+                         and "&v=" in "&" + environ.get("QUERY_STRING", ""))
+
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            present = [name.lower() for name, _ in headers]
+            names = [name.lower() for name, _ in headers]
             headers.extend(header for header, lower in zip(_SECURITY_HEADERS, _SECURITY_HEADER_NAMES)
-                           if lower not in present)
-            if "vary" in present:  # one Vary field: some caches read only the first
-                at = present.index("vary")
-                headers[at] = (headers[at][0], headers[at][1] + ", HX-Request")
-            else:
-                headers.append(_VARY_HX)
+                           if lower not in names)
+            _merge(headers, names, "vary", "Vary", "HX-Request")  # one Vary field: some caches read only the first
+            if fingerprinted:
+                _replace(headers, names, "cache-control", "Cache-Control", f"public, max-age={ONE_YEAR}, immutable")
+            elif "content-type" in names and headers[names.index("content-type")][1].startswith("text/html"):
+                _replace(headers, names, "cache-control", "Cache-Control", "no-store")
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, start)
+
+
+def _merge(headers: list[tuple[str, str]], names: list[str], lower: str, name: str, value: str) -> None:
+    if lower in names:
+        at = names.index(lower)
+        headers[at] = (headers[at][0], f"{headers[at][1]}, {value}")
+    else:
+        headers.append((name, value))
+
+
+def _replace(headers: list[tuple[str, str]], names: list[str], lower: str, name: str, value: str) -> None:
+    headers[:] = [header for header, n in zip(headers, names) if n != lower] + headers[len(names):]
+    headers.append((name, value))
 
 
 _HEAD_ASSETS: dict[tuple[str, bool], Markup] = {}
@@ -166,16 +183,7 @@ def init_web(app: Flask) -> None:
             if digest:
                 values["v"] = digest
 
-    app.wsgi_app = _AnswerHeaders(app.wsgi_app)  # type: ignore[method-assign]
-
-    @app.after_request
-    def _cache_control(response: Response) -> Response:
-        if request.endpoint == "static" and request.args.get("v"):
-            response.headers["Cache-Control"] = f"public, max-age={ONE_YEAR}, immutable"
-        elif response.mimetype == "text/html":
-            # Pages show patient and money data: never stored by the browser or a proxy.
-            response.headers["Cache-Control"] = "no-store"
-        return response
+    app.wsgi_app = _AnswerHeaders(app.wsgi_app, app.static_url_path or "/static")  # type: ignore[method-assign]
 
     def _error(code: int, title: str, detail: str) -> tuple[Any, int]:
         if is_api_request():

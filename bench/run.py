@@ -1,7 +1,7 @@
 """Page throughput of the LIS against a bare Flask app doing the same queries, in one run.
 
     .venv/bin/python bench/run.py [--duration 10] [--connections 8] [--threads 1]
-                                  [--rounds 2] [--audit-rows 0] [--keep-db]
+                                  [--rounds 5] [--audit-rows 0] [--keep-db]
 
 Creates a fresh `lis_bench` database, migrates and seeds it, starts the LIS and the bare
 baseline (bench/bare_app.py) under the same gunicorn command line, logs the demo users in,
@@ -64,7 +64,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per page and app")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (the machine has 2 cores)")
-    parser.add_argument("--rounds", type=int, default=2,
+    # Short rounds, alternated: a machine whose speed drifts (other tenants of the host)
+    # then slows both apps alike instead of whichever happened to run in the slow spell.
+    parser.add_argument("--rounds", type=int, default=5,
                         help="alternate LIS and bare this many times per page (duration is split)")
     parser.add_argument("--audit-rows", type=int, default=0,
                         help="pad the audit trail with this many rows first (a lab some months in)")
