@@ -26,11 +26,11 @@ use the ORM for anything that needs type conversion or is written back.
 """
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Select, Table, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
-from sqlalchemy.engine import Row
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, ColumnClause
 from sqlalchemy.sql.selectable import CTE, Alias, Join, Subquery
@@ -178,14 +178,30 @@ class Query:
         """On the request's connection and transaction: sees what the request wrote."""
         return db.session.connection().exec_driver_sql(self.sql, self._params(params))
 
-    def rows(self, **params: Any) -> list[Row[Any]]:
-        return self._execute(params).all()
+    def _records(self, result: Any) -> Any:
+        """The named-tuple class of this query's rows, made from its first result's columns.
 
-    def one_or_none(self, **params: Any) -> Row[Any] | None:
-        return self._execute(params).one_or_none()
+        Rows come back as named tuples, not SQLAlchemy Rows: reading a Row's column by
+        name costs ~0.6 µs (~40 ns for a named tuple), and templates read every column of
+        every row (a 25-row queue: 200 reads). Index, unpacking, `_fields` and `_asdict()`
+        work as before; a column name that is not an identifier becomes `_<position>`."""
+        record = self.__dict__.get("_record")
+        if record is None:
+            record = self._record = namedtuple(f"{self.name}_row", list(result.keys()), rename=True)  # type: ignore[misc]
+        return record
 
-    def one(self, **params: Any) -> Row[Any]:
-        return self._execute(params).one()
+    def rows(self, **params: Any) -> list[Any]:
+        result = self._execute(params)
+        return list(map(self._records(result)._make, result.all()))
+
+    def one_or_none(self, **params: Any) -> Any | None:
+        result = self._execute(params)
+        row = result.one_or_none()
+        return None if row is None else self._records(result)._make(row)
+
+    def one(self, **params: Any) -> Any:
+        result = self._execute(params)
+        return self._records(result)._make(result.one())
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import bindparam, func, select
 
 from app.models import AuditEvent, Branch, LabTest, OrderTest, Result, Sample, UnmatchedResult, User
 from app.models.user import Actor
@@ -17,7 +17,7 @@ from app.queries import Query, org, org_count
 @dataclass
 class Summary:
     counts: dict[str, int] = field(default_factory=dict)
-    recent: list[Row[Any]] = field(default_factory=list)
+    recent: list[Any] = field(default_factory=list)
 
 
 _audit = AuditEvent.__table__
@@ -60,7 +60,7 @@ def admin_summary(user: Actor) -> Summary:
                    recent=_RECENT_ACTIVITY.rows())
 
 
-def recent_activity(user: Actor) -> list[Row[Any]]:
+def recent_activity(user: Actor) -> list[Any]:
     """The user's own latest audit events (the staff dashboards' activity table)."""
     return _MY_RECENT_ACTIVITY.rows(user_id=user.id)
 
@@ -68,4 +68,4 @@ def recent_activity(user: Actor) -> list[Row[Any]]:
 def floor_counts() -> dict[str, int]:
     """What waits on the laboratory floor: tubes to receive, tests without a result on
     received tubes, critical results not yet verified, unmatched analyzer results."""
-    return dict(_FLOOR_COUNTS.one()._mapping)
+    return _FLOOR_COUNTS.one()._asdict()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, Row, bindparam, select, text
+from sqlalchemy import BigInteger, DateTime, Integer, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -274,7 +274,7 @@ def _todays_orders_query(*, one_branch: bool) -> Query:
 _TODAYS_ORDERS, _TODAYS_ORDERS_OF_BRANCH = _todays_orders_query(one_branch=False), _todays_orders_query(one_branch=True)
 
 
-def todays_orders(branch_id: int | None, *, limit: int = 30) -> list[Row[Any]]:
+def todays_orders(branch_id: int | None, *, limit: int = 30) -> list[Any]:
     """Orders registered today (India time), newest first; one branch's when given.
     Rows of (accession, patient_name, mrn, priority, created_at)."""
     since = datetime.now(IST).replace(hour=0, minute=0, second=0, microsecond=0)

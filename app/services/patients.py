@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import current_app
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
-from sqlalchemy import BigInteger, Integer, Row, String, Text, any_, bindparam, delete, exists, func, insert, or_, select, text
+from sqlalchemy import BigInteger, Integer, String, Text, any_, bindparam, delete, exists, func, insert, or_, select, text
 from sqlalchemy import update as update_statement
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -326,7 +326,7 @@ _patient = Patient.__table__
 _MATCH_COLUMNS = (_patient.c.id, _patient.c.org_id, _patient.c.mrn, _patient.c.full_name, _patient.c.sex,
                   _patient.c.date_of_birth, _patient.c.dob_estimated, _patient.c.mobile, _patient.c.email,
                   _patient.c.aadhaar_masked, _patient.c.abha_number, _patient.c.abha_address)
-Match = Row[Any]  # a patient as a list of matches shows it (id, org_id, mrn, full_name, sex, date_of_birth, mobile...)
+Match = Any  # a named tuple (queries.Query rows): a patient as a list of matches shows it (id, org_id, mrn, full_name, sex, date_of_birth, mobile...)
 
 
 def _matches(name: str, *criteria: Any, order_by: Any = (), limit: bool = True) -> Query:
