@@ -57,14 +57,11 @@ def configure_logging(app: Flask) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     root.addHandler(handler)
     root.setLevel(app.config.get("LIS_LOG_LEVEL", "INFO"))
-    # Neither format shows the calling function, line, thread or process, so the logging
-    # module need not look them up for every record: a stack walk and three lookups per
-    # access-log line (the knobs of the Logging HOWTO's "Optimization" section). A
-    # traceback still carries every frame.
+    # Neither format shows the calling function or line, so the logging module need not
+    # walk the stack for them on every record, an access-log line per request (the Logging
+    # HOWTO's "Optimization" section). Process and thread ids stay: gunicorn's own log
+    # format prints the process id. A traceback still carries every frame.
     logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl call
     # WeasyPrint logs every rendering step at INFO ("Step 4 - Creating formatting structure").
     logging.getLogger("weasyprint").setLevel(logging.WARNING)

@@ -151,6 +151,17 @@ def test_logs_are_json_and_carry_no_query_string(client, caplog):
                for r in caplog.records)
 
 
+def test_other_log_formats_still_get_process_and_thread(app):
+    """Gunicorn's log format prints %(process)d; the app's logging set-up must leave the
+    record fields other formats use (it turns off only the caller lookup)."""
+    import logging
+
+    record = logging.getLogger("gunicorn.error").makeRecord("gunicorn.error", logging.INFO, "f", 1, "Listening at: %s (%s)",
+                                                            ("http://127.0.0.1:8000", 1), None)
+    line = logging.Formatter("%(asctime)s [%(process)d] [%(thread)d] [%(levelname)s] %(message)s").format(record)
+    assert "Listening at: http://127.0.0.1:8000 (1)" in line and f"[{record.process}]" in line
+
+
 def test_log_timestamps_follow_each_records_second():
     """The formatter formats a second's timestamp once; records of other seconds get theirs."""
     import json
