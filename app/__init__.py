@@ -132,5 +132,4 @@ def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["age"] = age_label
     app.jinja_env.filters["mobile"] = display_mobile
     app.jinja_env.filters["abha"] = format_abha_number
-    app.jinja_env.globals["main_nav"] = navigation.main_nav
     app.jinja_env.globals["page_header"] = navigation.page_header

@@ -1,12 +1,13 @@
 """Role-aware navigation, built from the same role table that guards the portals."""
 from __future__ import annotations
 
-from flask import current_app, render_template, request
+from flask import request
 from flask_login import current_user
 from markupsafe import Markup
 
 from app.models import Role
 from app.signing import csrf_token
+from app.web import render_once
 
 MENUS: dict[Role, list[tuple[str, str]]] = {
     Role.ADMIN: [
@@ -35,26 +36,7 @@ MENUS: dict[Role, list[tuple[str, str]]] = {
 HOME_ENDPOINT = {role: items[0][0] for role, items in MENUS.items()}
 
 
-_RENDERED: dict[tuple[str, str | None, str], Markup] = {}
-_HEADERS: dict[tuple[object, ...], Markup] = {}
-_MAX_HEADERS = 2048
-
-
-def main_nav() -> Markup:
-    """The menu of the signed-in user's role, with the current page marked (a Jinja global,
-    called by base.html). It depends only on the role, the page and the script root, so
-    each combination is rendered once per process (_partials/nav.html): a menu was a
-    quarter of the layout's rendering time. Debug mode renders it every time."""
-    user = current_user._get_current_object()
-    if not user.is_authenticated:
-        return Markup("")
-    key = (user.role, request.endpoint, request.script_root)
-    html = _RENDERED.get(key)
-    if html is None:
-        html = Markup(render_template("_partials/nav.html", items=MENUS.get(user.role, []), current=request.endpoint))
-        if not current_app.debug:
-            _RENDERED[key] = html
-    return html
+_HEADERS: dict[object, Markup] = {}
 
 
 def page_header() -> Markup:
@@ -63,17 +45,9 @@ def page_header() -> Markup:
     from the key below, so it is rendered once per user, session and page and reused: it
     was a third of rendering a dashboard. A change of name, role or branch is a new key."""
     user = current_user._get_current_object()
-    if user.is_authenticated:
-        branch = user.branch.code if user.branch else None
-        key: tuple[object, ...] = (user.id, user.session_version, user.organization.display_name, user.full_name,
-                                   user.role, branch, csrf_token(), request.endpoint, request.script_root)
-    else:
-        key = (None, request.script_root)
-    html = _HEADERS.get(key)
-    if html is None:
-        html = Markup(render_template("_partials/header.html"))
-        if not current_app.debug:
-            if len(_HEADERS) >= _MAX_HEADERS:
-                _HEADERS.clear()
-            _HEADERS[key] = html
-    return html
+    if not user.is_authenticated:
+        return render_once(_HEADERS, (None, request.script_root), "_partials/header.html")
+    branch = user.branch.code if user.branch else None
+    key = (user.id, user.session_version, user.organization.display_name, user.full_name, user.role, branch,
+           csrf_token(), request.endpoint, request.script_root)
+    return render_once(_HEADERS, key, "_partials/header.html", max_entries=2048, nav_items=MENUS.get(user.role, []))

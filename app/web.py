@@ -113,20 +113,29 @@ def _replace(headers: list[tuple[str, str]], names: list[str], lower: str, name:
     headers.append((name, value))
 
 
-_HEAD_ASSETS: dict[tuple[str, bool], Markup] = {}
+def render_once(cache: dict[Any, Markup], key: Any, template: str, max_entries: int = 4096, **context: Any) -> Markup:
+    """A partial whose output depends only on `key`, rendered the first time that key is
+    seen and reused after (the layout's asset tags, the page header). The cache is cleared
+    whole when full; debug mode renders every time, so edited templates show."""
+    html = cache.get(key)
+    if html is None:
+        html = Markup(render_template(template, **context))
+        if not current_app.debug:
+            if len(cache) >= max_entries:
+                cache.clear()
+            cache[key] = html
+    return html
+
+
+_HEAD_ASSETS: dict[Any, Markup] = {}
 
 
 def head_assets() -> Markup:
     """The stylesheet and scripts every page links (a Jinja global, called by base.html),
-    rendered once per process and script root (_partials/head_assets.html); the laboratory
-    floor adds its keyboard script. Debug mode renders them every time."""
-    key = (request.script_root, request.blueprint == "technician")
-    html = _HEAD_ASSETS.get(key)
-    if html is None:
-        html = Markup(render_template("_partials/head_assets.html", lab=key[1]))
-        if not current_app.debug:
-            _HEAD_ASSETS[key] = html
-    return html
+    once per script root (_partials/head_assets.html); the laboratory floor adds its
+    keyboard script."""
+    lab = request.blueprint == "technician"
+    return render_once(_HEAD_ASSETS, (request.script_root, lab), "_partials/head_assets.html", lab=lab)
 
 
 class _JinjaEnvironment(Environment):
