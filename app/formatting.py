@@ -11,12 +11,15 @@ _FORMATTED: dict[tuple[float, str], str] = {}
 
 
 def format_local_datetime(value: datetime | None, fmt: str = "%d %b %Y, %H:%M") -> str:
-    """Stored in UTC, shown in Asia/Kolkata. Each (instant, format) is formatted once per
+    """Stored in UTC, shown in Asia/Kolkata. Each (second, format) is formatted once per
     process: pages show the same times on every refresh (a queue, an activity table), and
-    converting and formatting costs ~3 µs a cell."""
+    converting and formatting costs ~3 µs a cell. Keyed on the whole second, so a page's
+    "as of" clock is formatted once a second, not once a request; a format showing
+    fractions of a second (%f) is keyed on the exact instant."""
     if value is None:
         return ""
-    key = (value.timestamp(), fmt)
+    instant = value.timestamp()
+    key = (instant if "%f" in fmt else instant // 1, fmt)
     text = _FORMATTED.get(key)
     if text is None:
         text = value.astimezone(IST).strftime(fmt)

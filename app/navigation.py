@@ -1,7 +1,7 @@
 """Role-aware navigation, built from the same role table that guards the portals."""
 from __future__ import annotations
 
-from flask import request
+from flask.globals import request_ctx
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -44,10 +44,12 @@ def page_header() -> Markup:
     (a Jinja global, called by base.html; _partials/header.html). Everything in it comes
     from the key below, so it is rendered once per user, session and page and reused: it
     was a third of rendering a dashboard. A change of name, role or branch is a new key."""
+    context = request_ctx._get_current_object()  # one proxy lookup, not three
     user = current_user._get_current_object()
+    script_root = context.request.environ.get("SCRIPT_NAME", "")
     if not user.is_authenticated:
-        return render_once(_HEADERS, (None, request.script_root), "_partials/header.html")
-    branch = user.branch.code if user.branch else None
-    key = (user.id, user.session_version, user.organization.display_name, user.full_name, user.role, branch,
-           csrf_token(), request.endpoint, request.script_root)
+        return render_once(_HEADERS, (None, script_root), "_partials/header.html")
+    # The StaffUser snapshot (a frozen dataclass) holds the id, session version, names,
+    # role, organization and branch the header shows; equal snapshots, equal headers.
+    key = (user, csrf_token(), context.request.endpoint, script_root)
     return render_once(_HEADERS, key, "_partials/header.html", max_entries=2048, nav_items=MENUS.get(user.role, []))

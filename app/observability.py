@@ -59,9 +59,11 @@ def configure_logging(app: Flask) -> None:
     root.setLevel(app.config.get("LIS_LOG_LEVEL", "INFO"))
     # Neither format shows the calling function or line, so the logging module need not
     # walk the stack for them on every record, an access-log line per request (the Logging
-    # HOWTO's "Optimization" section). Process and thread ids stay: gunicorn's own log
-    # format prints the process id. A traceback still carries every frame.
+    # HOWTO's "Optimization" section); nor the multiprocessing process name. Process and
+    # thread ids stay: gunicorn's own log format prints the process id. A traceback still
+    # carries every frame.
     logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logMultiprocessing = False
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl call
     # WeasyPrint logs every rendering step at INFO ("Step 4 - Creating formatting structure").
     logging.getLogger("weasyprint").setLevel(logging.WARNING)

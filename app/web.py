@@ -4,11 +4,14 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
+from types import FunctionType, MethodType
 from collections.abc import MutableMapping
 from typing import Any
 
-from flask import Flask, current_app, render_template, request, url_for
+from flask import Flask, current_app, get_flashed_messages, render_template, request, url_for
+from flask.globals import _cv_request, request_ctx
 from flask.templating import Environment
+from jinja2.runtime import Context
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
@@ -17,6 +20,7 @@ from app.api.problems import is_api_request, problem_response
 from app.signing import SessionInterface, csrf_token
 
 ONE_YEAR = 365 * 24 * 3600
+_MAX_URLS = 8192  # addresses kept per process; cleared whole when full
 
 
 @lru_cache(maxsize=512)
@@ -36,26 +40,13 @@ def static_digest(app: Flask, filename: str) -> str | None:
         return None
 
 
-_FIXED_URLS: dict[tuple[Any, ...], str] = {}
-
-
 def fixed_url(endpoint: str, filename: str | None = None, **values: Any) -> str:
-    """url_for for links whose address never changes within a process: menu entries,
-    account links, a dashboard's cards, static files (with their digest), optionally with
-    constant arguments (`fixed_url('technician.worklist', status='entered')`). Built once
-    per script root instead of through Werkzeug's router on every page (a dozen per page:
-    about a tenth of a dashboard's server time). Not for endpoints whose URL defaults come
-    from the request (the patient portal's organization). Debug mode builds every time, so
-    edited files show."""
-    key = (request.script_root, endpoint, filename, *sorted(values.items()))
-    url = _FIXED_URLS.get(key)
-    if url is None:
-        if filename is not None:
-            values["filename"] = filename
-        url = url_for(endpoint, **values)
-        if not current_app.debug:
-            _FIXED_URLS[key] = url
-    return url
+    """url_for with a static file's name as its second argument, for templates:
+    `fixed_url('static', 'css/app.css')`. Like every url_for, it is built once per process
+    (LisFlask.url_for)."""
+    if filename is not None:
+        values["filename"] = filename
+    return url_for(endpoint, **values)
 
 
 # Sent with every answer unless a view set its own (_AnswerHeaders).
@@ -71,8 +62,8 @@ _SECURITY_HEADER_NAMES = tuple(name.lower() for name, _ in _SECURITY_HEADERS)
 
 class _AnswerHeaders:
     """WSGI middleware for the headers every answer carries: the security headers (unless
-    a view set its own), `Vary: HX-Request` (htmx asks the same address for a fragment
-    that a plain request gets as a page), and the caching rule: pages are never stored
+    a view set its own), `Vary: Accept-Encoding, HX-Request` (htmx asks the same address
+    for a fragment that a plain request gets as a page), and the caching rule: pages are never stored
     (they show patient and money data), a static file asked for with its digest (`?v=`)
     is cached for a year. Written into the plain header list as the answer starts: through
     Werkzeug's Headers in an after-request hook each addition was validated and each
@@ -90,7 +81,7 @@ class _AnswerHeaders:
             names = [name.lower() for name, _ in headers]
             headers.extend(header for header, lower in zip(_SECURITY_HEADERS, _SECURITY_HEADER_NAMES)
                            if lower not in names)
-            _merge(headers, names, "vary", "Vary", "HX-Request")  # one Vary field: some caches read only the first
+            _vary(headers, names)
             if fingerprinted:
                 _replace(headers, names, "cache-control", "Cache-Control", f"public, max-age={ONE_YEAR}, immutable")
             elif "content-type" in names and headers[names.index("content-type")][1].startswith("text/html"):
@@ -100,12 +91,21 @@ class _AnswerHeaders:
         return self.wsgi_app(environ, start)
 
 
-def _merge(headers: list[tuple[str, str]], names: list[str], lower: str, name: str, value: str) -> None:
-    if lower in names:
-        at = names.index(lower)
-        headers[at] = (headers[at][0], f"{headers[at][1]}, {value}")
-    else:
-        headers.append((name, value))
+def _vary(headers: list[tuple[str, str]], names: list[str]) -> None:
+    """One Vary field (some caches read only the first) naming Accept-Encoding (compressed
+    or not, web.compress) and HX-Request besides whatever the answer varies on already."""
+    if "vary" not in names:
+        headers.append(("Vary", _VARY))
+        return
+    at = names.index("vary")
+    name, value = headers[at]
+    lower = value.lower()
+    missing = [token for token in ("Accept-Encoding", "HX-Request") if token.lower() not in lower]
+    if missing:
+        headers[at] = (name, ", ".join([value, *missing]))
+
+
+_VARY = "Accept-Encoding, HX-Request"
 
 
 def _replace(headers: list[tuple[str, str]], names: list[str], lower: str, name: str, value: str) -> None:
@@ -134,11 +134,46 @@ def head_assets() -> Markup:
     """The stylesheet and scripts every page links (a Jinja global, called by base.html),
     once per script root (_partials/head_assets.html); the laboratory floor adds its
     keyboard script."""
-    lab = request.blueprint == "technician"
-    return render_once(_HEAD_ASSETS, (request.script_root, lab), "_partials/head_assets.html", lab=lab)
+    req = request._get_current_object()
+    lab = (req.endpoint or "").startswith("technician.")
+    return render_once(_HEAD_ASSETS, (req.environ.get("SCRIPT_NAME", ""), lab), "_partials/head_assets.html", lab=lab)
+
+
+def flashed_messages() -> list[tuple[str, str]]:
+    """get_flashed_messages(with_categories=True), for the layout: it asks on every page,
+    and most pages have none to show, which the request context says directly."""
+    context = request_ctx._get_current_object()
+    if context.flashes is None and "_flashes" not in context.session:
+        return []
+    return get_flashed_messages(with_categories=True)
+
+
+class _Context(Context):
+    """Jinja's template context, calling plain functions directly. Jinja routes every call
+    in a template (`{{ csrf_token() }}`, `{{ page_header() }}`) through Context.call, which
+    first asks the function and its `__call__` whether they want the context passed in:
+    two attribute lookups that fail by raising, about 3k instructions per call. A plain
+    function or method without Jinja's marker (pass_context and friends set
+    `jinja_pass_arg`) wants nothing passed; anything else goes the usual way."""
+
+    def call(__self, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's own signature
+        kind = type(__obj)
+        if ((kind is FunctionType and "jinja_pass_arg" not in __obj.__dict__)
+                or (kind is MethodType and "jinja_pass_arg" not in __obj.__func__.__dict__)):
+            if kwargs:  # Jinja's own bookkeeping, for context-taking callables only
+                kwargs.pop("_block_vars", None)
+                kwargs.pop("_loop_vars", None)
+            try:
+                return __obj(*args, **kwargs)
+            except StopIteration:  # as Jinja: undefined, not an escaping StopIteration
+                return __self.environment.undefined("value was undefined because a callable raised a"
+                                                    " StopIteration exception")
+        return super().call(__obj, *args, **kwargs)
 
 
 class _JinjaEnvironment(Environment):
+    context_class = _Context
+
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         """A template's globals as a plain dict, not Jinja's ChainMap over the environment's.
         Every render, and every include, copies its template's globals into a new context:
@@ -152,10 +187,17 @@ class _JinjaEnvironment(Environment):
 
 class LisFlask(Flask):
     jinja_environment = _JinjaEnvironment
+    # Templates kept in a plain dict, not Jinja's default 400-entry LRU: the app's templates
+    # are a fixed set, and each LRU lookup (three per page: the page, its layout, an
+    # include) takes a lock and searches and reorders a deque.
+    jinja_options = {**Flask.jinja_options, "cache_size": -1}
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._sync_callables: dict[Any, Any] = {}
+        self._urls: dict[tuple[Any, ...], str] = {}
+        self._fixed_endpoints: dict[str, bool] = {}
+        self._context_processors: dict[tuple[str, ...], list[Any]] = {}
 
     def ensure_sync(self, func: Any) -> Any:
         """Flask's check, remembered per callable. Flask asks it of every hook, context
@@ -169,6 +211,67 @@ class LisFlask(Flask):
         except TypeError:  # an unhashable callable
             return super().ensure_sync(func)
 
+    def update_template_context(self, context: dict[str, Any]) -> None:
+        """Flask's, with the context processors that apply to a blueprint worked out once.
+        Flask walks the app's and each blueprint's lists on every render, and every
+        blueprint's list starts with Flask's default processor (g, request, session), so
+        a portal page ran it twice; here each processor runs once, in Flask's order, and
+        the values passed to render_template still win."""
+        request_ctx = _cv_request.get(None)
+        blueprints = request_ctx.request.blueprints if request_ctx is not None else []
+        processors = self._context_processors.get(tuple(blueprints))
+        if processors is None:
+            processors = []
+            for name in (None, *reversed(blueprints)):
+                for func in self.template_context_processors.get(name, ()):
+                    if func not in processors:
+                        processors.append(func)
+            processors = self._context_processors[tuple(blueprints)] = [self.ensure_sync(f) for f in processors]
+        given = context.copy()
+        for processor in processors:
+            context.update(processor())
+        context.update(given)
+
+    def url_for(self, /, endpoint: str, *, _anchor: str | None = None, _method: str | None = None,
+                _scheme: str | None = None, _external: bool | None = None, **values: Any) -> str:
+        """Flask's url_for, remembered per endpoint, arguments and script root within a request.
+
+        A page builds a dozen addresses (its links, the htmx poll, a row's review link), and
+        Werkzeug's router spends ~60k instructions on each: about 2 % of a dashboard per call
+        (docs/PERFORMANCE.md, "Per-call costs"). The address is a pure function of the
+        endpoint, its arguments, the script root and the app's URL defaults, so once built
+        it is kept. Built afresh every time: outside a request, in debug mode, with an
+        anchor, method, scheme or external address, for a relative endpoint, an endpoint
+        whose blueprint has URL defaults (the patient portal's organization comes from the
+        request), or unhashable arguments."""
+        request_ctx = _cv_request.get(None)
+        if (request_ctx is None or self.debug or _anchor or _method or _scheme or _external
+                or not self._url_is_fixed(endpoint)):
+            return super().url_for(endpoint, _anchor=_anchor, _method=_method, _scheme=_scheme,
+                                   _external=_external, **values)
+        key = (endpoint, request_ctx.request.environ.get("SCRIPT_NAME", ""), *values.items())
+        try:
+            url = self._urls.get(key)
+        except TypeError:  # a list of values for one argument, say
+            return super().url_for(endpoint, **values)
+        if url is None:
+            url = super().url_for(endpoint, **values)
+            if len(self._urls) >= _MAX_URLS:
+                self._urls.clear()
+            self._urls[key] = url
+        return url
+
+    def _url_is_fixed(self, endpoint: str) -> bool:
+        """No request-dependent URL defaults apply to the endpoint (app-wide ones, the
+        static files' digest, are fixed for the process)."""
+        fixed = self._fixed_endpoints.get(endpoint)
+        if fixed is None:
+            blueprints = {name for name in self.url_default_functions if name is not None}
+            fixed = not endpoint.startswith(".") and not any(
+                endpoint.startswith(name + ".") for name in blueprints)
+            self._fixed_endpoints[endpoint] = fixed
+        return fixed
+
     def get_send_file_max_age(self, filename: str | None) -> int | None:
         # A URL carrying the content digest never changes meaning: cache it for a year.
         if request.args.get("v"):
@@ -181,6 +284,7 @@ def init_web(app: Flask) -> None:
     the one it gives (a context processor: later ones win)."""
     app.jinja_env.globals["fixed_url"] = fixed_url
     app.jinja_env.globals["head_assets"] = head_assets
+    app.jinja_env.globals["flashed_messages"] = flashed_messages
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.context_processor(lambda: {"csrf_token": csrf_token})
     app.session_interface = SessionInterface()

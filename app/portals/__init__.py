@@ -33,9 +33,12 @@ def page_after_post(url: str, template: str, **context: Any) -> Response:
 
 
 def wants_fragment() -> bool:
-    """An htmx request that swaps part of a page (a history restore needs the whole page)."""
-    htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.history_restore_request
+    """An htmx request that swaps part of a page (a history restore needs the whole page).
+    Read from the environ as htmx-flask reads the headers (HX-Request: true), without its
+    header lookups, which raise and catch a KeyError inside Werkzeug for a plain request."""
+    environ = request.environ
+    return (environ.get("HTTP_HX_REQUEST", "").lower() == "true"
+            and environ.get("HTTP_HX_HISTORY_RESTORE_REQUEST", "").lower() != "true")
 
 
 def page_or_fragment(page: str, fragment: str) -> str:

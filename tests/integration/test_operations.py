@@ -93,11 +93,9 @@ def test_responses_are_compressed_and_static_is_fingerprinted(client):
 
 
 def test_links_built_once_follow_the_script_root(client):
-    """Menu and static links are built once per process (web.fixed_url), per script root:
-    an app mounted under /lab (SCRIPT_NAME) gets /lab links, the same process at / gets its own."""
-    from app import web
-
-    web._FIXED_URLS.clear()
+    """Links are built once per process (LisFlask.url_for), per script root: an app
+    mounted under /lab (SCRIPT_NAME) gets /lab links, the same process at / gets its own."""
+    client.application._urls.clear()
     at_root = client.get("/login").get_data(as_text=True)
     mounted = client.get("/login", base_url="http://localhost/lab").get_data(as_text=True)
     again = client.get("/login").get_data(as_text=True)

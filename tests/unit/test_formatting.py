@@ -20,3 +20,11 @@ def test_remembered_answers_keep_formats_and_instants_apart():
     assert format_local_datetime(instant + timedelta(microseconds=1), "%H:%M:%S.%f") == "06:32:03.000001"
     assert format_local_datetime(instant + timedelta(seconds=1), "%H:%M:%S") == "06:32:04"
     assert format_local_datetime(None) == ""
+
+
+def test_instants_within_one_second_share_their_text_unless_fractions_are_shown():
+    instant = datetime(2026, 12, 8, 1, 2, 3, 100, tzinfo=timezone.utc)
+    later = instant + timedelta(microseconds=800_000)
+    assert format_local_datetime(instant, "%H:%M:%S") == format_local_datetime(later, "%H:%M:%S") == "06:32:03"
+    assert format_local_datetime(instant, "%S.%f") == "03.000100"
+    assert format_local_datetime(later, "%S.%f") == "03.800100"
