@@ -132,4 +132,4 @@ def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["age"] = age_label
     app.jinja_env.filters["mobile"] = display_mobile
     app.jinja_env.filters["abha"] = format_abha_number
-    app.jinja_env.globals["page_header"] = navigation.page_header
+    app.jinja_env.globals["page_chrome"] = navigation.page_chrome

@@ -36,20 +36,23 @@ MENUS: dict[Role, list[tuple[str, str]]] = {
 HOME_ENDPOINT = {role: items[0][0] for role, items in MENUS.items()}
 
 
-_HEADERS: dict[object, Markup] = {}
+_CHROME: dict[object, Markup] = {}
 
 
-def page_header() -> Markup:
-    """The page header: the organization, the menu, who is signed in and the log-out form
-    (a Jinja global, called by base.html; _partials/header.html). Everything in it comes
-    from the key below, so it is rendered once per user, session and page and reused: it
-    was a third of rendering a dashboard. A change of name, role or branch is a new key."""
+def page_chrome() -> Markup:
+    """The fixed part of every page's layout (base.html): the rest of <head> with the
+    stylesheet and scripts, the <body> tag carrying the CSRF token for htmx, and the page
+    header with the organization, the menu, who is signed in and the log-out form
+    (_partials/chrome.html). Everything in it follows from the key below, so it is
+    rendered once per user, session and page and reused: it was a third of rendering a
+    dashboard. A change of name, role or branch is a new key (the StaffUser snapshot, a
+    frozen dataclass, holds them all); the laboratory floor's extra script follows from
+    the endpoint."""
     context = request_ctx._get_current_object()  # one proxy lookup, not three
     user = current_user._get_current_object()
-    script_root = context.request.environ.get("SCRIPT_NAME", "")
-    if not user.is_authenticated:
-        return render_once(_HEADERS, (None, script_root), "_partials/header.html")
-    # The StaffUser snapshot (a frozen dataclass) holds the id, session version, names,
-    # role, organization and branch the header shows; equal snapshots, equal headers.
-    key = (user, csrf_token(), context.request.endpoint, script_root)
-    return render_once(_HEADERS, key, "_partials/header.html", max_entries=2048, nav_items=MENUS.get(user.role, []))
+    endpoint = context.request.endpoint or ""
+    key = (user if user.is_authenticated else None, csrf_token(), endpoint,
+           context.request.environ.get("SCRIPT_NAME", ""))
+    return render_once(_CHROME, key, "_partials/chrome.html", max_entries=2048,
+                       nav_items=MENUS.get(user.role, []) if user.is_authenticated else [],
+                       lab=endpoint.startswith("technician."))

@@ -20,6 +20,7 @@ from itsdangerous import BadSignature
 # A day's sessions at most; cleared whole when full (simpler than an LRU, and a miss only
 # costs the work these save).
 _MAX_ENTRIES = 4096
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # immutable: safe to share between requests
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -30,7 +31,11 @@ class SessionInterface(SecureCookieSessionInterface):
     before, changed or expired goes through Flask's own check."""
 
     def __init__(self) -> None:
-        self._verified: dict[str, tuple[str, int]] = {}
+        # cookie → (its data, when it was signed). The data is kept decoded when every value
+        # is a plain scalar (a logged-in session: ids, flags, the CSRF secret), so a request
+        # copies a dict instead of parsing JSON; a session holding a list or dict (flashed
+        # messages, which Flask appends to in place) is kept as JSON and parsed each time.
+        self._verified: dict[str, tuple[dict[str, Any] | str, int]] = {}
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         value = request.cookies.get(self.get_cookie_name(app))
@@ -39,9 +44,9 @@ class SessionInterface(SecureCookieSessionInterface):
         max_age = int(app.permanent_session_lifetime.total_seconds())
         known = self._verified.get(value)
         if known is not None:
-            payload, signed_at = known
+            data, signed_at = known
             if 0 <= int(time.time()) - signed_at <= max_age:  # itsdangerous's own test of age
-                return self.session_class(self.serializer.loads(payload))
+                return self.session_class(data if isinstance(data, dict) else self.serializer.loads(data))
             self._verified.pop(value, None)
         serializer = self.get_signing_serializer(app)
         try:
@@ -50,7 +55,8 @@ class SessionInterface(SecureCookieSessionInterface):
             return self.session_class()
         if len(self._verified) >= _MAX_ENTRIES:
             self._verified.clear()
-        self._verified[value] = (self.serializer.dumps(data), int(signed.timestamp()))
+        scalars = all(type(item) in _SCALARS for item in data.values())
+        self._verified[value] = (dict(data) if scalars else self.serializer.dumps(data), int(signed.timestamp()))
         return self.session_class(data)
 
 

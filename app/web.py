@@ -13,8 +13,11 @@ from flask.globals import _cv_request, request_ctx
 from flask.templating import Environment
 from jinja2.runtime import Context
 from flask_wtf.csrf import CSRFError
+from htmx_flask.requests import HtmxAwareRequest
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.http import parse_cookie
+from werkzeug.utils import cached_property
 
 from app.api.problems import is_api_request, problem_response
 from app.signing import SessionInterface, csrf_token
@@ -127,18 +130,6 @@ def render_once(cache: dict[Any, Markup], key: Any, template: str, max_entries: 
     return html
 
 
-_HEAD_ASSETS: dict[Any, Markup] = {}
-
-
-def head_assets() -> Markup:
-    """The stylesheet and scripts every page links (a Jinja global, called by base.html),
-    once per script root (_partials/head_assets.html); the laboratory floor adds its
-    keyboard script."""
-    req = request._get_current_object()
-    lab = (req.endpoint or "").startswith("technician.")
-    return render_once(_HEAD_ASSETS, (req.environ.get("SCRIPT_NAME", ""), lab), "_partials/head_assets.html", lab=lab)
-
-
 def flashed_messages() -> list[tuple[str, str]]:
     """get_flashed_messages(with_categories=True), for the layout: it asks on every page,
     and most pages have none to show, which the request context says directly."""
@@ -150,7 +141,7 @@ def flashed_messages() -> list[tuple[str, str]]:
 
 class _Context(Context):
     """Jinja's template context, calling plain functions directly. Jinja routes every call
-    in a template (`{{ csrf_token() }}`, `{{ page_header() }}`) through Context.call, which
+    in a template (`{{ csrf_token() }}`, `{{ page_chrome() }}`) through Context.call, which
     first asks the function and its `__call__` whether they want the context passed in:
     two attribute lookups that fail by raising, about 3k instructions per call. A plain
     function or method without Jinja's marker (pass_context and friends set
@@ -183,6 +174,17 @@ class _JinjaEnvironment(Environment):
         before any template loads, as Jinja asks ("avoid modifying any globals after a
         template is loaded")."""
         return {**self.globals, **(d or {})}
+
+
+class LisRequest(HtmxAwareRequest):
+    """htmx-flask's request (request.htmx), reading cookies from the environ's Cookie field
+    directly. Werkzeug finds that field by walking every header of the request (about a
+    third of opening the session); a WSGI server folds repeated Cookie fields into that
+    one, so the result is the same."""
+
+    @cached_property
+    def cookies(self) -> Any:
+        return parse_cookie(self.environ.get("HTTP_COOKIE", ""), cls=self.dict_storage_class)
 
 
 class LisFlask(Flask):
@@ -283,11 +285,11 @@ def init_web(app: Flask) -> None:
     """Called after CSRFProtect.init_app, so the csrf_token given to templates here replaces
     the one it gives (a context processor: later ones win)."""
     app.jinja_env.globals["fixed_url"] = fixed_url
-    app.jinja_env.globals["head_assets"] = head_assets
     app.jinja_env.globals["flashed_messages"] = flashed_messages
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.context_processor(lambda: {"csrf_token": csrf_token})
     app.session_interface = SessionInterface()
+    app.request_class = LisRequest  # after htmx.init_app, which sets its own
 
     @app.url_defaults
     def _fingerprint_static(endpoint: str, values: dict[str, Any]) -> None:

@@ -141,3 +141,30 @@ def test_flashed_messages_still_show_once(client):
     first = client.get("/reception/", follow_redirects=True).get_data(as_text=True)
     assert "Please log in to continue." in first
     assert "Please log in to continue." not in client.get("/login").get_data(as_text=True)
+
+
+def test_the_layout_follows_the_session_the_page_and_the_floor(client, auth, factory):
+    """The layout's fixed part (navigation.page_chrome) carries each session's own CSRF
+    token, marks the current page in the menu, and loads the laboratory floor's keyboard
+    script only on the floor."""
+    org = factory.org()
+    tech = factory.user(org, "technician")
+    assert auth.login(tech.username, PASSWORD).status_code == 303
+    floor = client.get("/technician/").get_data(as_text=True)
+    worklist = client.get("/technician/worklist").get_data(as_text=True)
+    token = _hx_token(floor)
+    assert token and _hx_token(worklist) == token
+    assert 'href="/technician/" aria-current="page"' in floor and 'aria-current="page">Worklist' in worklist
+    assert "js/lab.js" in floor
+    auth.logout()
+    desk = factory.user(org, "reception")
+    assert auth.login(desk.username, PASSWORD).status_code == 303
+    page = client.get("/reception/").get_data(as_text=True)
+    assert _hx_token(page) not in (None, token) and "js/lab.js" not in page
+
+
+def _hx_token(page: str) -> str | None:
+    import re
+
+    match = re.search(r'hx-headers=\'\{"X-CSRFToken": "([^"]+)"\}\'', page)
+    return match.group(1) if match else None

@@ -387,8 +387,8 @@ def test_limited_requests_carry_limit_headers_and_unlimited_reads_skip_the_limit
 
 
 def test_page_header_is_each_users_own_and_follows_a_rename(app, client, auth, factory, org, session):
-    """The header is reused per user, session and page (navigation.page_header): another
-    user never gets it, and a change of name shows on the next page."""
+    """The layout's header is reused per user, session and page (navigation.page_chrome):
+    another user never gets it, and a change of name shows on the next page."""
     first, second = factory.user(org, "reception"), factory.user(org, "reception")
     first.full_name, second.full_name = "First Desk", "Second Desk"
     session.flush()
