@@ -72,6 +72,9 @@ def create_app(config: Config | None = None) -> Flask:
 
 
 def _configure_login(app: Flask) -> None:
+    from flask_login.utils import _user_context_processor
+
+    from app import security
     from app.extensions import login_manager
     from app.services import auth
 
@@ -83,6 +86,9 @@ def _configure_login(app: Flask) -> None:
     # One precompiled query per request, not the ORM: the most frequent statement of the
     # portal (app/queries.py). current_user is an auth.StaffUser snapshot.
     login_manager.user_loader(auth.load_staff_user)
+    # Templates' current_user without Flask-Login's proxy (security.acting_user).
+    processors = app.template_context_processors[None]
+    processors[processors.index(_user_context_processor)] = lambda: {"current_user": security.acting_user()}
 
     @login_manager.unauthorized_handler
     def unauthorized():  # type: ignore[no-untyped-def]

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from flask.globals import request_ctx
-from flask_login import current_user
 from markupsafe import Markup
 
 from app.models import Role
+from app.security import acting_user
 from app.signing import csrf_token
 from app.web import render_once
 
@@ -49,7 +49,7 @@ def page_chrome() -> Markup:
     frozen dataclass, holds them all); the laboratory floor's extra script follows from
     the endpoint."""
     context = request_ctx._get_current_object()  # one proxy lookup, not three
-    user = current_user._get_current_object()
+    user = acting_user()
     endpoint = context.request.endpoint or ""
     key = (user if user.is_authenticated else None, csrf_token(), endpoint,
            context.request.environ.get("SCRIPT_NAME", ""))

@@ -153,7 +153,7 @@ class Query:
         if ORG_PARAM not in self._defaults:
             raise ValueError(f"query {self.name}: reads no tenant table; define it with all_tenants=True")
 
-    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _params(self, params: dict[str, Any], session: Any) -> dict[str, Any]:
         if ORG_PARAM in params:
             raise ValueError(f"query {self.name}: :{ORG_PARAM} comes from the session, not the caller")
         unknown = params.keys() - self._defaults.keys()
@@ -166,7 +166,7 @@ class Query:
         if not self.all_tenants:
             from app.security import TenantNotSet, current_tenant
 
-            org_id = current_tenant()
+            org_id = current_tenant(session)
             if org_id is None:
                 raise TenantNotSet(f"query {self.name} without an organization on the session")
             bound[ORG_PARAM] = org_id
@@ -176,7 +176,8 @@ class Query:
 
     def _execute(self, params: dict[str, Any]) -> Any:
         """On the request's connection and transaction: sees what the request wrote."""
-        return db.session.connection().exec_driver_sql(self.sql, self._params(params))
+        session = db.session()  # the request's Session, looked up once for its tenant and connection
+        return session.connection().exec_driver_sql(self.sql, self._params(params, session))
 
     def _records(self, result: Any) -> Any:
         """The named-tuple class of this query's rows, made from its first result's columns.
