@@ -12,7 +12,7 @@ from config import PROJECT_ROOT, Config
 
 
 def create_app(config: Config | None = None) -> Flask:
-    from app import audit, observability, security, web
+    from app import audit, observability, queries, security, web
     from app.extensions import compress, csrf, db, htmx, limiter, login_manager, migrations_on_demand
 
     if config is None:
@@ -34,6 +34,7 @@ def create_app(config: Config | None = None) -> Flask:
     # First, so every answer (a CSRF refusal, a 429) carries a request id.
     observability.init_request_tracking(app)
     db.init_app(app)
+    app.teardown_appcontext(queries.release_read_connection)  # the precompiled reads' connection
     migrations_on_demand(app)
     login_manager.init_app(app)
     csrf.init_app(app)

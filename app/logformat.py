@@ -6,6 +6,9 @@ import logging
 from typing import Any
 
 
+_FIELDS = ("request_id", "endpoint", "method", "status", "duration_ms", "user_id", "org_id")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line. Messages carry ids and codes, never names or phone numbers."""
 
@@ -27,8 +30,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("request_id", "endpoint", "method", "status", "duration_ms", "user_id", "org_id"):
-            value = getattr(record, key, None)
+        attributes = record.__dict__  # where `extra=` puts them
+        for key in _FIELDS:
+            value = attributes.get(key)
             if value is not None:
                 payload[key] = value
         if record.exc_info:

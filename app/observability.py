@@ -24,6 +24,7 @@ from sqlalchemy import text
 from app.extensions import db, redis_client
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+REQUEST_ID_ENVIRON_KEY = "lis.request_id"
 
 REQUESTS = Counter(
     "lis_http_requests_total", "HTTP requests", ["endpoint", "method", "status"]
@@ -77,11 +78,15 @@ def init_request_tracking(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         # From the environ: a header lookup that misses raises and catches inside Werkzeug.
-        incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+        environ = request.environ
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
         request_globals = g._get_current_object()  # one proxy lookup, not two
         # 32 random hex digits, as uuid4().hex gave, without building a UUID object.
-        request_globals.request_id = incoming if _REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
+        request_globals.request_id = request_id
         request_globals.started = time.perf_counter()
+        # The answer's X-Request-ID header is written from here by web._AnswerHeaders.
+        environ[REQUEST_ID_ENVIRON_KEY] = request_id
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -90,7 +95,6 @@ def init_request_tracking(app: Flask) -> None:
         method = req.method if req.method in _METHODS else "OTHER"  # bounded label values
         request_id = request_globals.get("request_id", "")
         elapsed = time.perf_counter() - request_globals.get("started", time.perf_counter())
-        response.headers.add("X-Request-ID", request_id)
         if endpoint not in {"ops.metrics", "static"}:
             _request_metrics(endpoint, method, response.status_code, elapsed)
         # The path is not logged: it can carry a search term (a mobile number, a name).

@@ -5,8 +5,19 @@ Through the ORM a statement costs about 1 ms of Python (building it, its cache k
 tenant criteria, loading rows into objects) before PostgreSQL sees it; sent as SQL text
 with a dict of parameters it costs about 0.3 ms (docs/PERFORMANCE.md, "Where the time
 goes"). A page that shows a few counts and columns needs nothing the ORM adds, so its
-statements are defined here once, as Core SELECTs, and sent the cheap way on the request's
-own connection and transaction (`db.session.connection()`).
+statements are defined here once, as Core SELECTs, and sent the cheap way.
+
+Which connection. Once the request's ORM Session has a transaction (it wrote, or read
+through the ORM), a statement runs on that Session's connection, so it sees what the
+request wrote. Before that, in a web request, it runs on a connection of its own, taken
+from the pool at the first such statement and given back when the request ends
+(`read_connection`): a page that only reads never starts the Session's transaction, which
+was ~7 % of a dashboard's instructions (docs/PERFORMANCE.md, "Per-call costs"). These
+statements are plain SELECTs (no FOR UPDATE: refused at definition), so that connection
+never holds a row lock; at READ COMMITTED each statement sees what is committed when it
+runs, as on the Session's connection. Outside a request (workers, the CLI) the Session's
+connection is always used. In tests the test's connection stands in for the engine
+(tests/conftest.py) and is used as it is.
 
 Tenant scoping. These statements do not pass through the ORM, so app/security.py's tenant
 criteria cannot reach them. They carry their own, and the query refuses to be defined (an
@@ -29,7 +40,10 @@ from __future__ import annotations
 from collections import namedtuple
 from typing import Any
 
+from flask import has_request_context
+from flask.globals import _cv_app
 from sqlalchemy import BigInteger, ColumnElement, Select, Table, bindparam, func, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, ColumnClause
@@ -122,6 +136,8 @@ class Query:
     def __init__(self, name: str, stmt: Select[Any], *, all_tenants: bool = False):
         self.name = name
         self.all_tenants = all_tenants
+        if stmt._for_update_arg is not None:  # noqa: SLF001 - may run on a read-only connection
+            raise ValueError(f"query {self.name}: locking reads (FOR UPDATE) go through the ORM session")
         compiled = stmt.compile(dialect=PGDialect_psycopg())
         # IN (...) of literal values is an "expanding" parameter, rendered per execution by
         # the engine; here once, with its values. Every parameter gets its literal value,
@@ -175,9 +191,8 @@ class Query:
         return bound
 
     def _execute(self, params: dict[str, Any]) -> Any:
-        """On the request's connection and transaction: sees what the request wrote."""
         session = db.session()  # the request's Session, looked up once for its tenant and connection
-        return session.connection().exec_driver_sql(self.sql, self._params(params, session))
+        return read_connection(session).exec_driver_sql(self.sql, self._params(params, session))
 
     def _records(self, result: Any) -> Any:
         """The named-tuple class of this query's rows, made from its first result's columns.
@@ -206,6 +221,32 @@ class Query:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+_READ_CONNECTION = "_lis_read_connection"  # on the request's g: (connection, whether to close it)
+
+
+def read_connection(session: Any) -> Any:
+    """The connection a precompiled SELECT runs on (see the module's docstring)."""
+    if session.in_transaction() or not has_request_context():
+        return session.connection()
+    request_globals = _cv_app.get().g
+    held = getattr(request_globals, _READ_CONNECTION, None)
+    if held is None:
+        bind = db.engine
+        own = not isinstance(bind, Connection)  # a test's connection: used, not closed
+        held = (bind.connect() if own else bind, own)
+        setattr(request_globals, _READ_CONNECTION, held)
+    return held[0]
+
+
+def release_read_connection(_exc: BaseException | None = None) -> None:
+    """At the end of the request: give the read connection back to the pool (its
+    transaction is rolled back: it only read). A teardown hook (create_app)."""
+    app_ctx = _cv_app.get(None)
+    held = app_ctx.g.__dict__.pop(_READ_CONNECTION, None) if app_ctx is not None else None
+    if held is not None and held[1]:
+        held[0].close()
 
 
 class TextQuery(Query):

@@ -581,3 +581,63 @@ def test_hand_written_sql_must_take_org_id_from_the_session(session, two_orgs_wi
     security.use_tenant(session, None)
     with pytest.raises(security.TenantNotSet):
         waiting.rows(status="pending")
+
+
+# --- which connection a precompiled read runs on (queries.read_connection) ----------------
+# With the real engine (no rolled-back test connection), in an organization made for this.
+
+def _committed_org(app) -> int:  # type: ignore[no-untyped-def]
+    import uuid
+
+    from app.extensions import db
+    from tests.factories import Factory
+
+    with app.app_context():
+        org_id = Factory(db.session).org(code="rc" + uuid.uuid4().hex[:8]).id
+        db.session.commit()
+        db.session.remove()
+    return org_id
+
+
+def test_a_request_reads_on_its_own_connection_until_it_writes_then_sees_its_writes(app):
+    from flask import g
+
+    from app.extensions import db
+    from app.queries import release_read_connection
+
+    org_id = _committed_org(app)
+    with app.app_context():
+        pool = db.engine.pool
+    idle = pool.checkedout()
+    with app.test_request_context("/admin/"):
+        security.use_tenant(db.session, org_id)
+        before = dashboard._ADMIN_COUNTS.one()
+        assert not db.session().in_transaction()  # the Session's transaction was not started for a read
+        read_conn = g._lis_read_connection[0]
+        assert pool.checkedout() == idle + 1
+        db.session.add(Branch(org_id=org_id, code="RC2", name="Second", state_code="29"))
+        db.session.flush()  # written, not committed: only the Session's connection sees it
+        after = dashboard._ADMIN_COUNTS.one()
+        assert after.branches == before.branches + 1
+        assert read_conn.exec_driver_sql(
+            "SELECT count(*) FROM branch WHERE org_id = %(org)s", {"org": org_id}).scalar() == before.branches
+        assert pool.checkedout() == idle + 2  # a reading-then-writing request holds two
+        db.session.rollback()
+    assert pool.checkedout() == idle  # both back in the pool when the request ends
+    release_read_connection()  # no request, nothing held: nothing to do
+
+
+def test_outside_a_request_reads_use_the_sessions_connection(app):
+    from app.extensions import db
+
+    org_id = _committed_org(app)
+    with app.app_context():
+        security.use_tenant(db.session, org_id)
+        dashboard._ADMIN_COUNTS.one()
+        assert db.session().in_transaction()
+        db.session.remove()
+
+
+def test_a_locking_read_cannot_be_precompiled():
+    with pytest.raises(ValueError, match="FOR UPDATE"):
+        Query("locking", select(User.id).where(User.username == bindparam("u")).with_for_update(), all_tenants=True)
