@@ -1,13 +1,13 @@
 """Role-aware navigation, built from the same role table that guards the portals."""
 from __future__ import annotations
 
+from flask import current_app, render_template
 from flask.globals import request_ctx
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from app.models import Role
 from app.security import acting_user
 from app.signing import csrf_token
-from app.web import render_once
 
 MENUS: dict[Role, list[tuple[str, str]]] = {
     Role.ADMIN: [
@@ -36,23 +36,34 @@ MENUS: dict[Role, list[tuple[str, str]]] = {
 HOME_ENDPOINT = {role: items[0][0] for role, items in MENUS.items()}
 
 
-_CHROME: dict[object, Markup] = {}
+_CHROME: dict[object, tuple[str, ...]] = {}
+_MAX_CHROMES = 2048  # users × pages; cleared whole when full
+# Rendered in place of the session's CSRF token, then split on: the cached parts are the
+# same for every session of a user (and for every anonymous visitor), the token is not.
+_TOKEN_SLOT = "csrf-token-slot-0f3c9a"
 
 
 def page_chrome() -> Markup:
     """The fixed part of every page's layout (base.html): the rest of <head> with the
     stylesheet and scripts, the <body> tag carrying the CSRF token for htmx, and the page
     header with the organization, the menu, who is signed in and the log-out form
-    (_partials/chrome.html). Everything in it follows from the key below, so it is
-    rendered once per user, session and page and reused: it was a third of rendering a
-    dashboard. A change of name, role or branch is a new key (the StaffUser snapshot, a
-    frozen dataclass, holds them all); the laboratory floor's extra script follows from
-    the endpoint."""
+    (_partials/chrome.html). It follows from the key below and the session's CSRF token,
+    so it is rendered once per user and page, cut where the token goes, and reused with
+    each session's token: it was a third of rendering a dashboard. A change of name, role
+    or branch is a new key (the StaffUser snapshot, a frozen dataclass, holds them all);
+    the laboratory floor's extra script follows from the endpoint. Debug mode renders
+    every time, so edited templates show."""
     context = request_ctx._get_current_object()  # one proxy lookup, not three
     user = acting_user()
     endpoint = context.request.endpoint or ""
-    key = (user if user.is_authenticated else None, csrf_token(), endpoint,
-           context.request.environ.get("SCRIPT_NAME", ""))
-    return render_once(_CHROME, key, "_partials/chrome.html", max_entries=2048,
-                       nav_items=MENUS.get(user.role, []) if user.is_authenticated else [],
-                       lab=endpoint.startswith("technician."))
+    key = (user if user.is_authenticated else None, endpoint, context.request.environ.get("SCRIPT_NAME", ""))
+    parts = _CHROME.get(key)
+    if parts is None:
+        html = render_template("_partials/chrome.html", token=_TOKEN_SLOT, lab=endpoint.startswith("technician."),
+                               nav_items=MENUS.get(user.role, []) if user.is_authenticated else [])
+        parts = tuple(html.split(_TOKEN_SLOT))
+        if not current_app.debug:
+            if len(_CHROME) >= _MAX_CHROMES:
+                _CHROME.clear()
+            _CHROME[key] = parts
+    return Markup(str(escape(csrf_token())).join(parts))  # the parts are the template's output, already escaped

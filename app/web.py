@@ -121,20 +121,6 @@ def _replace(headers: list[tuple[str, str]], names: list[str], lower: str, name:
     headers.append((name, value))
 
 
-def render_once(cache: dict[Any, Markup], key: Any, template: str, max_entries: int = 4096, **context: Any) -> Markup:
-    """A partial whose output depends only on `key`, rendered the first time that key is
-    seen and reused after (the layout's asset tags, the page header). The cache is cleared
-    whole when full; debug mode renders every time, so edited templates show."""
-    html = cache.get(key)
-    if html is None:
-        html = Markup(render_template(template, **context))
-        if not current_app.debug:
-            if len(cache) >= max_entries:
-                cache.clear()
-            cache[key] = html
-    return html
-
-
 def flashed_messages() -> list[tuple[str, str]]:
     """get_flashed_messages(with_categories=True), for the layout: it asks on every page,
     and most pages have none to show, which the request context says directly."""

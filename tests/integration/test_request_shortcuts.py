@@ -168,3 +168,9 @@ def _hx_token(page: str) -> str | None:
 
     match = re.search(r'hx-headers=\'\{"X-CSRFToken": "([^"]+)"\}\'', page)
     return match.group(1) if match else None
+
+
+def test_anonymous_visitors_share_the_layout_but_not_the_token(app, db_conn):
+    first, second = (app.test_client().get("/login").get_data(as_text=True) for _ in range(2))
+    assert _hx_token(first) and _hx_token(second) and _hx_token(first) != _hx_token(second)
+    assert first.count("<header") == 1 and "&lt;header" not in first  # the cached parts are not escaped twice
