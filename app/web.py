@@ -14,7 +14,6 @@ from flask.templating import Environment
 from jinja2.runtime import Context
 from flask_wtf.csrf import CSRFError
 from htmx_flask.requests import HtmxAwareRequest
-from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.http import parse_cookie
 from werkzeug.utils import cached_property
