@@ -1,6 +1,8 @@
 """Role-aware navigation, built from the same role table that guards the portals."""
 from __future__ import annotations
 
+import secrets
+
 from flask import current_app, render_template
 from flask.globals import request_ctx
 from markupsafe import Markup, escape
@@ -40,7 +42,8 @@ _CHROME: dict[object, tuple[str, ...]] = {}
 _MAX_CHROMES = 2048  # users × pages; cleared whole when full
 # Rendered in place of the session's CSRF token, then split on: the cached parts are the
 # same for every session of a user (and for every anonymous visitor), the token is not.
-_TOKEN_SLOT = "csrf-token-slot-0f3c9a"
+# Random per process, so no name or label a user can type can contain it.
+_TOKEN_SLOT = "csrf-slot-" + secrets.token_hex(16)
 
 
 def page_chrome() -> Markup:

@@ -244,7 +244,7 @@ def release_read_connection(_exc: BaseException | None = None) -> None:
     """At the end of the request: give the read connection back to the pool (its
     transaction is rolled back: it only read). A teardown hook (create_app)."""
     app_ctx = _cv_app.get(None)
-    held = app_ctx.g.__dict__.pop(_READ_CONNECTION, None) if app_ctx is not None else None
+    held = app_ctx.g.pop(_READ_CONNECTION, None) if app_ctx is not None else None
     if held is not None and held[1]:
         held[0].close()
 

@@ -140,7 +140,8 @@ class _Context(Context):
     def call(__self, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's own signature
         kind = type(__obj)
         if ((kind is FunctionType and "jinja_pass_arg" not in __obj.__dict__)
-                or (kind is MethodType and "jinja_pass_arg" not in __obj.__func__.__dict__)):
+                or (kind is MethodType and type(__obj.__func__) is FunctionType
+                    and "jinja_pass_arg" not in __obj.__func__.__dict__)):
             if kwargs:  # Jinja's own bookkeeping, for context-taking callables only
                 kwargs.pop("_block_vars", None)
                 kwargs.pop("_loop_vars", None)
